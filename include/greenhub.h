@@ -1,0 +1,323 @@
+/*
+ * greenhub.h — green tasks on per-thread hubs, for multi-core C servers.
+ *
+ * Every OS thread owns a hub: an event loop run by its own MAINLOOP task on a
+ * backend the thread chooses (epoll, poll, select, io_uring, libev, libevent).
+ * Tasks are stackful coroutines that block on fds, timers and events without
+ * blocking the thread. Any thread may hand work to any hub (gh_spawn_on).
+ *
+ * Conventions:
+ *  - Calls return 0, a count, or a negative errno; gh_strerror() names it.
+ *    Calls that return a pointer return NULL and set errno; they never block.
+ *  - Times are int64_t nanoseconds on gh_now()'s monotonic clock. A timeout
+ *    of GH_FOREVER (-1) waits forever, 0 polls, any other negative is -EINVAL.
+ *    Nothing fires early.
+ *  - Unless a function says otherwise it acts on the calling thread's hub and
+ *    must be called from that thread. A blocking call made from a timer
+ *    callback (which runs on MAINLOOP) returns -EPERM.
+ *  - Kill is sticky: once a task is killed, its current and every later
+ *    blocking call returns -ECANCELED.
+ */
+#ifndef GREENHUB_H
+#define GREENHUB_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "greenhub_backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GH_FOREVER ((int64_t)-1)
+#define GH_USEC    ((int64_t)1000)
+#define GH_MSEC    ((int64_t)1000000)
+#define GH_SEC     ((int64_t)1000000000)
+
+typedef struct gh_hub gh_hub;
+typedef struct gh_task gh_task;
+typedef struct gh_timer gh_timer;
+typedef struct gh_runtime gh_runtime;
+
+/* ------------------------------------------------------------------ errors */
+
+/** Name a negative errno (or 0) returned by greenhub. Any thread; never NULL. */
+const char *gh_strerror(int err);
+
+/* -------------------------------------------------------------------- hubs */
+
+/**
+ * This thread's hub, created on first use with the default backend
+ * (GREENHUB_HUB, else epoll, poll, select). Freed when the thread exits.
+ * @return the hub, or NULL with errno set (ENOMEM, EMFILE, ...).
+ */
+gh_hub *gh_get_hub(void);
+
+/**
+ * Switch this thread's hub to the built-in backend @backend ("epoll", "poll",
+ * "select", "io_uring", "libev", "libevent"; NULL = the default order).
+ * Every fd waiter and timer is carried over to the new backend.
+ * @return 0; -ENOENT for an unknown name; -ENOSYS/-EPERM when the kernel
+ *         refuses the mechanism; -EINVAL if a watched fd cannot be held by the
+ *         new backend; -EPERM from a timer callback. On any error the hub
+ *         keeps its backend, with every waiter intact.
+ */
+int gh_use_hub(const char *backend);
+
+/** As gh_use_hub, with a third-party backend table (which must outlive the hub). */
+int gh_use_hub_backend(const gh_backend_ops *ops);
+
+/** The registry name of @hub's backend. Any thread. */
+const char *gh_hub_backend(const gh_hub *hub);
+
+/**
+ * Run this thread's hub from the root task until only the root is left: no
+ * other task (one waiting on an fd counts), timer or pending handoff.
+ * @return 0; -EPERM if not called from the root task; -ECANCELED if killed.
+ */
+int gh_hub_run(void);
+
+/**
+ * Free this thread's hub (the next greenhub call makes a new one).
+ * @return 0; -EBUSY while it holds tasks, timers or fd waiters; -EPERM from
+ *         a task other than the root; -EBUSY for a runtime's hub.
+ */
+int gh_hub_close(void);
+
+/** Monotonic time in nanoseconds. Any thread. */
+int64_t gh_now(void);
+
+/* -------------------------------------------------------------- green tasks */
+
+/**
+ * Schedule fn(arg) as a new task on this thread's hub. It first runs when the
+ * caller blocks or yields. Its stack is taken when it first runs.
+ * @return a handle to pass to gh_task_release exactly once, or NULL with
+ *         errno (ENOMEM).
+ */
+gh_task *gh_spawn(void (*fn)(void *), void *arg);
+
+/** As gh_spawn without a handle. @return 0 or -ENOMEM / -EINVAL. */
+int gh_spawn_n(void (*fn)(void *), void *arg);
+
+/** As gh_spawn, but the task is first ready @delay_ns from now. */
+gh_task *gh_spawn_after(int64_t delay_ns, void (*fn)(void *), void *arg);
+
+/**
+ * Wait for @t to finish.
+ * @return 0 once t has finished (repeatable); -ETIMEDOUT; -ECANCELED if the
+ *         caller was killed; -EDEADLK when joining yourself, or when the
+ *         root waits and nothing can ever wake it; -EINVAL for a task of
+ *         another hub.
+ */
+int gh_join(gh_task *t, int64_t timeout_ns);
+
+/**
+ * Kill @t: its current and every later blocking call returns -ECANCELED.
+ * A task that has not started yet still starts, already cancelled.
+ * @return 0 (also for a finished task); -EINVAL for NULL or another hub's task.
+ */
+int gh_kill(gh_task *t);
+
+/** Drop a handle from gh_spawn/gh_spawn_after. Exactly once; joined or not. */
+void gh_task_release(gh_task *t);
+
+/** The running task's id (the root's is 0... per hub, ids count from 1). */
+uint64_t gh_task_id(const gh_task *t);
+
+/** The running task, or NULL from a timer callback or a thread with no hub. */
+gh_task *gh_current(void);
+
+/**
+ * Sleep @ns nanoseconds; 0 runs every task ready now, then returns.
+ * @return 0; -ECANCELED; -EINVAL; -EPERM from a timer callback; -EDEADLK is
+ *         never returned (a sleep always ends).
+ */
+int gh_sleep(int64_t ns);
+
+/** Same as gh_sleep(0). */
+int gh_yield(void);
+
+/* ------------------------------------------------------------------ timers */
+
+/*
+ * Timers, kombu style: the callback runs on MAINLOOP and must not block
+ * (blocking calls return -EPERM there). Equal deadlines fire in the order the
+ * timers were made.
+ */
+
+/** Call cb(arg) at @when_ns (gh_now clock). @return handle, or NULL + errno. */
+gh_timer *gh_call_at(int64_t when_ns, void (*cb)(void *), void *arg);
+
+/** Call cb(arg) @delay_ns from now (>= 0). @return handle, or NULL + errno. */
+gh_timer *gh_call_after(int64_t delay_ns, void (*cb)(void *), void *arg);
+
+/**
+ * Call cb(arg) every @interval_ns (> 0), first one interval from now. Phase
+ * is kept (next = last deadline + interval); missed ticks are skipped.
+ */
+gh_timer *gh_call_repeatedly(int64_t interval_ns, void (*cb)(void *), void *arg);
+
+/**
+ * Cancel @t and free the handle; safe from inside t's own callback.
+ * @return 0 if it was pending (a repeating timer always is), -ENOENT if a
+ *         one-shot had already fired.
+ */
+int gh_timer_cancel(gh_timer *t);
+
+/** Drop the handle, leaving the timer scheduled. */
+void gh_timer_release(gh_timer *t);
+
+/* ---------------------------------------------------------------- green I/O */
+
+/*
+ * The calling task waits; the thread does not. Each call tries the syscall
+ * first and waits only on EAGAIN. gh_read and gh_write_all put an fd they
+ * have not seen before into O_NONBLOCK mode. At most one task of a hub waits
+ * to read and one to write on an fd at a time (a second gets -EBUSY).
+ * Close fds that tasks may wait on with gh_close, never close().
+ */
+
+/**
+ * Wait until @fd is ready for @events (GH_READ, GH_WRITE or both).
+ * @return 0 when ready; -ETIMEDOUT; -ECANCELED; -EBADF if the fd was closed
+ *         with gh_close meanwhile (or fd < 0); -EBUSY if another task already
+ *         waits on that direction; -EINVAL for bad events or an fd the
+ *         backend cannot hold; -EPERM from a timer callback.
+ */
+int gh_trampoline(int fd, int events, int64_t timeout_ns);
+
+/**
+ * A non-blocking listening TCP socket bound to @host ("0.0.0.0", "::", an IP
+ * literal, "localhost", or NULL for any IPv4 address) and @port (0 = any; see
+ * getsockname), with SO_REUSEADDR.
+ * @return the fd, or a negative errno (-EINVAL for a bad host or port).
+ */
+int gh_listen(const char *host, int port, int backlog);
+
+/** As gh_listen, with SO_REUSEPORT too when @reuseport is non-zero. */
+int gh_listen_ex(const char *host, int port, int backlog, int reuseport);
+
+/** Accept a connection. @return a non-blocking fd, or a negative errno. */
+int gh_accept(int lfd, int64_t timeout_ns);
+
+/**
+ * Connect a TCP socket to @host:@port (an IP literal or "localhost").
+ * @return a non-blocking connected fd, or a negative errno (-ECONNREFUSED,
+ *         -ETIMEDOUT, -ECANCELED, -EINVAL for a bad address).
+ */
+int gh_connect(const char *host, int port, int64_t timeout_ns);
+
+/**
+ * Read up to @n bytes, waiting until at least one byte or EOF is there.
+ * @return bytes read (0 at EOF), or a negative errno.
+ */
+ssize_t gh_read(int fd, void *buf, size_t n, int64_t timeout_ns);
+
+/**
+ * Write all @n bytes, waiting as needed; sockets send with MSG_NOSIGNAL.
+ * @return n, or a negative errno (some bytes may have been written).
+ */
+ssize_t gh_write_all(int fd, const void *buf, size_t n, int64_t timeout_ns);
+
+/**
+ * Wake every task of this hub waiting on @fd with -EBADF, make the backend
+ * forget it, then close it. @return 0 or a negative errno from close.
+ */
+int gh_close(int fd);
+
+/* ------------------------------------------------------------- many threads */
+
+typedef struct gh_runtime_config {
+    int threads;                  /* hub threads, >= 1 */
+    const char *const *backends;  /* per-thread backend names; NULL, or a NULL entry, = default */
+    size_t stack_size;            /* per task; 0 = default (256 KiB) */
+} gh_runtime_config;
+
+/**
+ * Start @cfg->threads threads named greenhub-<i>, each running its own hub.
+ * @return 0 and *out; -EINVAL for a bad config; -ENOENT for an unknown
+ *         backend name; -ENOSYS/-EPERM when a backend is refused; on error
+ *         nothing is left running. Any thread.
+ */
+int gh_runtime_start(gh_runtime **out, const gh_runtime_config *cfg);
+
+/** The hub of thread @index, or NULL + errno EINVAL. Any thread. */
+gh_hub *gh_runtime_hub(gh_runtime *rt, int index);
+
+/** Number of hub threads in @rt. Any thread. */
+int gh_runtime_threads(const gh_runtime *rt);
+
+/**
+ * Run fn(arg) as a new task on @target's hub. Any thread, including
+ * @target's own (where it is a plain gh_spawn_n).
+ * @return 0, and the task runs exactly once; -ESHUTDOWN if @target is
+ *         stopping; -EINVAL; -ENOMEM. On error fn never runs.
+ */
+int gh_spawn_on(gh_hub *target, void (*fn)(void *), void *arg);
+
+/**
+ * Run fn(arg) on @target and wait for its result. From a hub thread the
+ * calling task waits green; from a plain thread the thread blocks (no hub is
+ * made for it). On timeout fn still runs and its result is dropped.
+ * @return 0 and *result; -ETIMEDOUT; -ECANCELED; -ESHUTDOWN if @target is
+ *         stopping (fn does not run); -EINVAL. Any thread.
+ */
+int gh_call_on(gh_hub *target, void *(*fn)(void *), void *arg, void **result,
+               int64_t timeout_ns);
+
+/**
+ * Stop every hub: each refuses new handoffs with -ESHUTDOWN, runs every
+ * handoff it accepted, cancels repeating timers and lets tasks finish. After
+ * @drain_timeout_ns it kills what is left.
+ * @return 0; -ETIMEDOUT when some hub had to kill tasks (named on stderr).
+ * Hub pointers stay valid (refusing) until gh_runtime_destroy. Any thread but
+ * the runtime's own.
+ */
+int gh_runtime_stop(gh_runtime *rt, int64_t drain_timeout_ns);
+
+/** Free @rt (stopping it first if needed), once no thread can call in. */
+void gh_runtime_destroy(gh_runtime *rt);
+
+/* ------------------------------------------------- thread-safe event */
+
+/*
+ * A one-shot event with a value: set from any thread, waited on by tasks of
+ * any hub or by plain threads. Embed it and call gh_xevent_init.
+ */
+typedef struct gh_xevent {
+    void *impl; /* private */
+} gh_xevent;
+
+/** @return 0 or -ENOMEM. */
+int gh_xevent_init(gh_xevent *ev);
+/** Free; no task or thread may still wait on it. */
+void gh_xevent_destroy(gh_xevent *ev);
+/** Set with @value; wakes every waiter. @return 0, -EALREADY if set. Any thread. */
+int gh_xevent_set(gh_xevent *ev, void *value);
+/**
+ * Wait until set. From a task: green; from a plain thread: blocks the thread.
+ * @return 0 and *value; -ETIMEDOUT; -ECANCELED. Any thread.
+ */
+int gh_xevent_wait(gh_xevent *ev, void **value, int64_t timeout_ns);
+/** Clear a set event. @return 0. */
+int gh_xevent_reset(gh_xevent *ev);
+
+/* ----------------------------------------------------------- introspection */
+
+typedef struct gh_hub_stats {
+    const char *backend;
+    uint64_t tasks_spawned, tasks_live, switches, loop_iterations;
+    uint64_t handoffs_in, wakeups_written, timers_pending, fd_waiters;
+} gh_hub_stats;
+
+/** Read @hub's counters (relaxed reads). @return 0 or -EINVAL. Any thread. */
+int gh_hub_get_stats(const gh_hub *hub, gh_hub_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GREENHUB_H */
