@@ -1,0 +1,453 @@
+/*
+ * hub.c — the thread-local hub and its MAINLOOP.
+ *
+ * One MAINLOOP iteration (DESIGN.md, "The flow of control"):
+ *   1. drain the inbox (handoffs from other threads) into the run queue;
+ *   2. fire due timers;
+ *   3. run a bounded batch of ready tasks, FIFO;
+ *   4. poll the backend: 0 when tasks are ready, else until the next timer,
+ *      else forever (the wakeup fd ends that wait);
+ *   5. ready the tasks whose fds fired (from the backend's callback).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hub/hub.h"
+
+_Thread_local gh_hub *gh__tls_hub;
+
+static pthread_key_t hub_key;
+static pthread_once_t hub_key_once = PTHREAD_ONCE_INIT;
+
+int gh__sched_start_main(gh_hub *h);
+
+_Noreturn void gh__assert_fail(const char *what, const char *file, int line)
+{
+    fprintf(stderr, "greenhub: internal error: %s (%s:%d)\n", what, file, line);
+    abort();
+}
+
+int64_t gh_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * GH_SEC + ts.tv_nsec;
+}
+
+static void hub_thread_exit(void *p)
+{
+    gh_hub *h = p;
+    /* A runtime's hub outlives its thread as a tombstone; the runtime frees it. */
+    if (h && !h->runtime)
+        gh__hub_free(h);
+    gh__tls_hub = NULL;
+}
+
+static void hub_key_init(void)
+{
+    pthread_key_create(&hub_key, hub_thread_exit);
+}
+
+/* ------------------------------------------------------------- fd table */
+
+int gh__fd_slot_reserve(gh_hub *h, int fd)
+{
+    if (fd < h->nfds)
+        return 0;
+    int n = h->nfds ? h->nfds : 64;
+    while (n <= fd)
+        n *= 2;
+    gh__fdslot *fds = realloc(h->fds, (size_t)n * sizeof *fds);
+    if (!fds)
+        return -ENOMEM;
+    memset(fds + h->nfds, 0, (size_t)(n - h->nfds) * sizeof *fds);
+    h->fds = fds;
+    h->nfds = n;
+    return 0;
+}
+
+int gh__fd_interest(gh_hub *h, int fd, int events)
+{
+    gh__fdslot *s = &h->fds[fd];
+    if (s->interest == events)
+        return 0;
+    int err = h->ops->watch(h->bstate, fd, s->interest, events);
+    if (err == 0)
+        s->interest = (uint8_t)events;
+    return err;
+}
+
+static void hub_ready(void *ctx, int fd, int events)
+{
+    gh_hub *h = ctx;
+
+    if (fd == h->inbox.wake_rfd) {
+        gh__inbox_drain_fd(&h->inbox);
+        return;
+    }
+    if (fd < 0 || fd >= h->nfds)
+        return;
+    gh__fdslot *s = &h->fds[fd];
+    int idle = 0;
+    if (events & GH_READ) {
+        if (s->reader)
+            gh__task_wake_detach(s->reader, 0);
+        else
+            idle |= GH_READ;
+    }
+    if (events & GH_WRITE) {
+        if (s->writer)
+            gh__task_wake_detach(s->writer, 0);
+        else
+            idle |= GH_WRITE;
+    }
+    /*
+     * Interest stays registered after a wake (a reader usually waits again
+     * soon, and re-arming costs a syscall); it is dropped here, the first
+     * time it fires with nobody waiting.
+     */
+    if (idle & s->interest)
+        gh__fd_interest(h, fd, s->interest & ~idle);
+}
+
+/* --------------------------------------------------------------- backend */
+
+const gh_backend_ops *gh__backend_default(int *err)
+{
+    const char *env = getenv("GREENHUB_HUB");
+    if (env && *env) {
+        const gh_backend_ops *ops = gh_backend_find(env);
+        if (ops)
+            return ops;
+        static atomic_bool warned;
+        if (!atomic_exchange(&warned, true))
+            fprintf(stderr, "greenhub: GREENHUB_HUB=%s is not a backend; using the default\n", env);
+    }
+    const gh_backend_ops *const *list = gh_backend_list();
+    *err = -ENOENT;
+    return list[0];
+}
+
+static int hub_backend_open(const gh_backend_ops *ops, void **state)
+{
+    if (!ops || ops->abi != GH_BACKEND_ABI || !ops->name || !ops->init || !ops->destroy ||
+        !ops->watch || !ops->poll)
+        return -EINVAL;
+    return ops->init(state);
+}
+
+int gh__hub_swap_backend(gh_hub *h, const gh_backend_ops *ops)
+{
+    void *state = NULL;
+    int err = hub_backend_open(ops, &state);
+    if (err)
+        return err;
+    /* Carry every registered fd over; on failure undo, and the hub keeps its backend. */
+    int fd;
+    for (fd = 0; fd < h->nfds; fd++) {
+        if (!h->fds[fd].interest)
+            continue;
+        err = ops->watch(state, fd, 0, h->fds[fd].interest);
+        if (err)
+            break;
+    }
+    if (err) {
+        for (int undo = 0; undo < fd; undo++)
+            if (h->fds[undo].interest)
+                ops->watch(state, undo, h->fds[undo].interest, 0);
+        ops->destroy(state);
+        return err;
+    }
+    for (fd = 0; fd < h->nfds; fd++)
+        if (h->fds[fd].interest)
+            h->ops->watch(h->bstate, fd, h->fds[fd].interest, 0);
+    h->ops->destroy(h->bstate);
+    h->ops = ops;
+    h->bstate = state;
+    atomic_store_explicit(&h->backend_name, ops->name, memory_order_relaxed);
+    return 0;
+}
+
+/* ---------------------------------------------------------- life cycle */
+
+gh_hub *gh__hub_new(const gh_backend_ops *ops, size_t stack_size, int *errp)
+{
+    int err;
+    gh_hub *h = calloc(1, sizeof *h);
+    if (!h) {
+        *errp = -ENOMEM;
+        return NULL;
+    }
+    gh__stack_cache_init(&h->stacks, stack_size);
+    gh__timer_heap_init(&h->timers);
+    gh__sched_init(h);
+    err = gh__inbox_init(&h->inbox);
+    if (err)
+        goto fail_inbox;
+    err = hub_backend_open(ops, &h->bstate);
+    if (err)
+        goto fail_backend;
+    h->ops = ops;
+    atomic_store_explicit(&h->backend_name, ops->name, memory_order_relaxed);
+    err = gh__fd_slot_reserve(h, h->inbox.wake_rfd);
+    if (err)
+        goto fail_watch;
+    err = gh__fd_interest(h, h->inbox.wake_rfd, GH_READ);
+    if (err)
+        goto fail_watch;
+    err = gh__sched_start_main(h);
+    if (err)
+        goto fail_main;
+    err = gh__stack_thread_init();
+    if (err)
+        goto fail_main;
+    atomic_store(&h->stats.tasks_live, 0);
+    return h;
+
+fail_main:
+    gh__fd_interest(h, h->inbox.wake_rfd, 0);
+fail_watch:
+    free(h->fds);
+    ops->destroy(h->bstate);
+fail_backend:
+    gh__inbox_term(&h->inbox);
+fail_inbox:
+    gh__sched_term(h);
+    gh__timer_heap_term(&h->timers);
+    free(h);
+    *errp = err;
+    return NULL;
+}
+
+/* Release everything the hub owns but its struct (and, for a tombstone, its wakeup fd). */
+static void hub_release(gh_hub *h, bool tombstone)
+{
+    gh__inbox_close(&h->inbox);
+    gh__timers_drop(h, false);
+    for (int fd = 0; fd < h->nfds; fd++)
+        if (h->fds[fd].interest)
+            h->ops->watch(h->bstate, fd, h->fds[fd].interest, 0);
+    h->ops->destroy(h->bstate);
+    h->bstate = NULL;
+    gh__sched_term(h);
+    if (!tombstone)
+        gh__inbox_term(&h->inbox);
+    gh__timer_heap_term(&h->timers);
+    free(h->fds);
+    h->fds = NULL;
+    h->nfds = 0;
+    if (gh__tls_hub == h) {
+        gh__tls_hub = NULL;
+        pthread_setspecific(hub_key, NULL);
+        gh__stack_thread_term();
+        gh__stack_set_running(0, NULL);
+    }
+}
+
+void gh__hub_free(gh_hub *h)
+{
+    hub_release(h, false);
+    free(h);
+}
+
+void gh__hub_retire(gh_hub *h)
+{
+    /* A stopper may still write the wakeup fd; it is closed by gh__hub_bury. */
+    hub_release(h, true);
+    h->retired = true;
+}
+
+void gh__hub_bury(gh_hub *h)
+{
+    if (h->retired)
+        gh__inbox_term(&h->inbox);
+    free(h);
+}
+
+/* Make @h this thread's hub. */
+void gh__hub_adopt(gh_hub *h)
+{
+    pthread_once(&hub_key_once, hub_key_init);
+    gh__tls_hub = h;
+    pthread_setspecific(hub_key, h);
+}
+
+gh_hub *gh__hub(void)
+{
+    gh_hub *h = gh__tls_hub;
+    if (__builtin_expect(h != NULL, 1))
+        return h;
+    int err = 0;
+    const gh_backend_ops *ops = gh__backend_default(&err);
+    h = gh__hub_new(ops, 0, &err);
+    if (!h) {
+        errno = -err;
+        return NULL;
+    }
+    gh__hub_adopt(h);
+    return h;
+}
+
+bool gh__hub_idle(const gh_hub *h)
+{
+    gh__inbox *in = (gh__inbox *)&h->inbox;
+    return h->live_tasks == 0 && h->cb_timers == 0 && h->fd_waiters == 0 && h->xwaiters == 0 &&
+           atomic_load(&in->head) == in->tail && (atomic_load(&in->gate) >> 1) == 0;
+}
+
+/* ------------------------------------------------------------- MAINLOOP */
+
+/* The root blocks and nothing can ever wake it: no task ready, timer, fd or other thread. */
+static bool hub_deadlocked(const gh_hub *h)
+{
+    return h->root.state == GH__TASK_BLOCKED && !h->in_run && !h->runtime && !h->rq_head &&
+           h->timers.len == 0 && h->fd_waiters == 0 && h->xwaiters == 0;
+}
+
+static int64_t hub_poll_timeout(gh_hub *h)
+{
+    if (h->rq_head)
+        return 0;
+    if (h->root.state == GH__TASK_BLOCKED &&
+        (h->runtime ? gh__runtime_hub_drained(h) : (h->in_run && gh__hub_idle(h)))) {
+        gh__task_wake_detach(&h->root, 0);
+        return 0;
+    }
+    if (hub_deadlocked(h)) {
+        gh__task_wake_detach(&h->root, -EDEADLK);
+        return 0;
+    }
+    gh_timer *t = gh__timer_peek(&h->timers);
+    if (!t)
+        return -1;
+    int64_t d = t->when - gh_now();
+    return d > 0 ? d : 0;
+}
+
+void gh__mainloop(gh_hub *h)
+{
+    for (;;) {
+        GH__STAT_ADD(h, loop_iterations, 1);
+        gh__inbox_run(h);
+        if (h->runtime)
+            gh__runtime_hub_tick(h);
+        gh__timers_fire(h, gh_now());
+        gh__run_ready(h);
+
+        int64_t timeout = hub_poll_timeout(h);
+        if (timeout != 0) {
+            /* Announce the sleep, then look once more (see inbox.c). */
+            atomic_store(&h->inbox.sleep_state, GH__INBOX_SLEEPING);
+            gh__inbox_run(h);
+            if (h->rq_head)
+                timeout = 0;
+        }
+        int n = h->ops->poll(h->bstate, timeout, hub_ready, h);
+        atomic_store_explicit(&h->inbox.sleep_state, GH__INBOX_AWAKE, memory_order_relaxed);
+        if (n < 0 && n != -EINTR) {
+            static _Thread_local int reported;
+            if (!reported++)
+                fprintf(stderr, "greenhub: %s backend poll failed: %s\n", h->ops->name,
+                        gh_strerror(n));
+            /* Do not spin on a broken backend. */
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ public API */
+
+int gh_use_hub(const char *backend)
+{
+    const gh_backend_ops *ops;
+    int err = 0;
+
+    if (backend) {
+        ops = gh_backend_find(backend);
+        if (!ops)
+            return -ENOENT;
+    } else {
+        ops = gh__backend_default(&err);
+    }
+    return gh_use_hub_backend(ops);
+}
+
+int gh_use_hub_backend(const gh_backend_ops *ops)
+{
+    if (!ops)
+        return -EINVAL;
+    gh_hub *h = gh__tls_hub;
+    if (!h) {
+        int err = 0;
+        h = gh__hub_new(ops, 0, &err);
+        if (!h)
+            return err;
+        gh__hub_adopt(h);
+        return 0;
+    }
+    if (h->current == &h->main)
+        return -EPERM;
+    if (h->ops == ops)
+        return 0;
+    return gh__hub_swap_backend(h, ops);
+}
+
+const char *gh_hub_backend(const gh_hub *hub)
+{
+    if (!hub)
+        return NULL;
+    return atomic_load_explicit(&((gh_hub *)hub)->backend_name, memory_order_relaxed);
+}
+
+int gh_hub_run(void)
+{
+    gh_hub *h = gh__hub();
+    if (!h)
+        return -errno;
+    if (h->current != &h->root)
+        return -EPERM;
+    if (h->root.killed)
+        return -ECANCELED;
+    if (gh__hub_idle(h))
+        return 0;
+    h->in_run = true;
+    int err = gh__task_park(h, -1, NULL, NULL);
+    h->in_run = false;
+    return err;
+}
+
+int gh_hub_close(void)
+{
+    gh_hub *h = gh__tls_hub;
+    if (!h)
+        return 0;
+    if (h->current != &h->root)
+        return -EPERM;
+    if (h->runtime)
+        return -EBUSY;
+    if (!gh__hub_idle(h) || h->rq_head)
+        return -EBUSY;
+    gh__hub_free(h);
+    return 0;
+}
+
+int gh_hub_get_stats(const gh_hub *hub, gh_hub_stats *out)
+{
+    if (!hub || !out)
+        return -EINVAL;
+    gh__hub_stats_atomic *s = (gh__hub_stats_atomic *)&hub->stats;
+    out->backend = gh_hub_backend(hub);
+    out->tasks_spawned = atomic_load_explicit(&s->tasks_spawned, memory_order_relaxed);
+    out->tasks_live = atomic_load_explicit(&s->tasks_live, memory_order_relaxed);
+    out->switches = atomic_load_explicit(&s->switches, memory_order_relaxed);
+    out->loop_iterations = atomic_load_explicit(&s->loop_iterations, memory_order_relaxed);
+    out->handoffs_in = atomic_load_explicit(&s->handoffs_in, memory_order_relaxed);
+    out->wakeups_written = atomic_load_explicit(&s->wakeups_written, memory_order_relaxed);
+    out->timers_pending = atomic_load_explicit(&s->timers_pending, memory_order_relaxed);
+    out->fd_waiters = atomic_load_explicit(&s->fd_waiters, memory_order_relaxed);
+    return 0;
+}

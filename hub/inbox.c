@@ -1,0 +1,324 @@
+/*
+ * inbox.c — cross-thread handoff into a hub: Vyukov's intrusive MPSC queue,
+ * a wakeup fd, and pooled message nodes.
+ *
+ * Wake-ups are coalesced: before it sleeps the hub marks itself SLEEPING and
+ * looks at the queue once more; a producer, after linking its node, writes
+ * the wakeup fd only if it is the first to see SLEEPING. Either the hub sees
+ * the node or the producer sees SLEEPING (both sides order a store before a
+ * load with seq_cst), so no handoff sleeps unnoticed and a burst costs one
+ * write. A producer caught between its exchange and its link leaves the hub
+ * unable to pop past it; the hub then sleeps rather than spin, and that
+ * producer's own check after linking wakes it.
+ *
+ * Nodes come from the producing thread's pool and go back to it through a
+ * lock-free return stack (push by anyone, take-all by the owner: no ABA).
+ * A pool outlives its thread on a global orphan list and is adopted by the
+ * next thread that needs one, so nodes still in flight stay valid.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+#ifndef GH_WAKEUP_PIPE
+#include <sys/eventfd.h>
+#endif
+
+#include "hub/hub.h"
+
+#define POOL_SLAB 64
+
+struct gh__msg_pool {
+    gh__msg *local;              /* owner-only free list (linked through next) */
+    _Atomic(gh__msg *) returned; /* nodes given back by consumers */
+    void **slabs;                /* every slab, so the pool can be reached (and found by LSan) */
+    size_t nslabs, capslabs;
+    gh__msg_pool *orphan_next;
+};
+
+static pthread_mutex_t pool_orphans_lock = PTHREAD_MUTEX_INITIALIZER;
+static gh__msg_pool *pool_orphans;
+static _Thread_local gh__msg_pool *pool_mine;
+static pthread_key_t pool_key;
+static pthread_once_t pool_key_once = PTHREAD_ONCE_INIT;
+
+static void pool_orphan(void *p)
+{
+    gh__msg_pool *pool = p;
+    pthread_mutex_lock(&pool_orphans_lock);
+    pool->orphan_next = pool_orphans;
+    pool_orphans = pool;
+    pthread_mutex_unlock(&pool_orphans_lock);
+    pool_mine = NULL;
+}
+
+static void pool_key_init(void)
+{
+    pthread_key_create(&pool_key, pool_orphan);
+}
+
+static gh__msg_pool *pool_get(void)
+{
+    gh__msg_pool *pool = pool_mine;
+    if (pool)
+        return pool;
+    pthread_once(&pool_key_once, pool_key_init);
+    pthread_mutex_lock(&pool_orphans_lock);
+    pool = pool_orphans;
+    if (pool)
+        pool_orphans = pool->orphan_next;
+    pthread_mutex_unlock(&pool_orphans_lock);
+    if (!pool) {
+        pool = calloc(1, sizeof *pool);
+        if (!pool)
+            return NULL;
+    }
+    pool->orphan_next = NULL;
+    pool_mine = pool;
+    pthread_setspecific(pool_key, pool);
+    return pool;
+}
+
+void gh__msg_pool_thread_exit(void)
+{
+    if (pool_mine) {
+        pthread_setspecific(pool_key, NULL);
+        pool_orphan(pool_mine);
+    }
+}
+
+static int pool_grow(gh__msg_pool *pool)
+{
+    if (pool->nslabs == pool->capslabs) {
+        size_t cap = pool->capslabs ? pool->capslabs * 2 : 8;
+        void **slabs = realloc(pool->slabs, cap * sizeof *slabs);
+        if (!slabs)
+            return -ENOMEM;
+        pool->slabs = slabs;
+        pool->capslabs = cap;
+    }
+    gh__msg *slab = calloc(POOL_SLAB, sizeof *slab);
+    if (!slab)
+        return -ENOMEM;
+    pool->slabs[pool->nslabs++] = slab;
+    for (int i = 0; i < POOL_SLAB; i++) {
+        slab[i].pool = pool;
+        atomic_store_explicit(&slab[i].next, pool->local, memory_order_relaxed);
+        pool->local = &slab[i];
+    }
+    return 0;
+}
+
+gh__msg *gh__msg_alloc(void)
+{
+    gh__msg_pool *pool = pool_get();
+    if (!pool)
+        return NULL;
+    if (!pool->local) {
+        pool->local = atomic_exchange_explicit(&pool->returned, NULL, memory_order_acquire);
+        if (!pool->local && pool_grow(pool) != 0)
+            return NULL;
+    }
+    gh__msg *m = pool->local;
+    pool->local = atomic_load_explicit(&m->next, memory_order_relaxed);
+    return m;
+}
+
+void gh__msg_free(gh__msg *m)
+{
+    gh__msg_pool *pool = m->pool;
+    gh__msg *head = atomic_load_explicit(&pool->returned, memory_order_relaxed);
+    do {
+        atomic_store_explicit(&m->next, head, memory_order_relaxed);
+    } while (!atomic_compare_exchange_weak_explicit(&pool->returned, &head, m,
+                                                    memory_order_release,
+                                                    memory_order_relaxed));
+}
+
+/* ------------------------------------------------------------ the queue */
+
+int gh__inbox_init(gh__inbox *in)
+{
+    memset(in, 0, sizeof *in);
+    in->stub.kind = GH__MSG_STUB;
+    atomic_store(&in->head, &in->stub);
+    in->tail = &in->stub;
+#ifdef GH_WAKEUP_PIPE
+    int fds[2];
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0)
+        return -errno;
+    in->wake_rfd = fds[0];
+    in->wake_wfd = fds[1];
+#else
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    in->wake_rfd = in->wake_wfd = fd;
+#endif
+    return 0;
+}
+
+void gh__inbox_term(gh__inbox *in)
+{
+    gh__msg *m;
+    size_t dropped = 0;
+
+    while ((m = gh__inbox_pop(in))) {
+        gh__msg_free(m);
+        dropped++;
+    }
+    if (dropped)
+        fprintf(stderr, "greenhub: hub freed with %zu handoffs it never ran\n", dropped);
+    close(in->wake_rfd);
+    if (in->wake_wfd != in->wake_rfd)
+        close(in->wake_wfd);
+}
+
+static void inbox_write_fd(gh_hub *h, gh__inbox *in)
+{
+#ifdef GH_WAKEUP_PIPE
+    char c = 1;
+    ssize_t r = write(in->wake_wfd, &c, 1); /* EAGAIN: the pipe is full, a wake is pending */
+#else
+    uint64_t one = 1;
+    ssize_t r = write(in->wake_wfd, &one, sizeof one);
+#endif
+    (void)r;
+    atomic_fetch_add_explicit(&h->stats.wakeups_written, 1, memory_order_relaxed);
+}
+
+void gh__inbox_kick(gh_hub *h, gh__inbox *in)
+{
+    atomic_store(&in->sleep_state, GH__INBOX_NOTIFIED);
+    inbox_write_fd(h, in);
+}
+
+/* Link @m at the head and wake the hub if it may be asleep. */
+static void inbox_push(gh_hub *h, gh__inbox *in, gh__msg *m)
+{
+    atomic_store_explicit(&m->next, NULL, memory_order_relaxed);
+    gh__msg *prev = atomic_exchange_explicit(&in->head, m, memory_order_acq_rel);
+    atomic_store(&prev->next, m); /* seq_cst: pairs with the hub's SLEEPING store */
+    if (atomic_load(&in->sleep_state) == GH__INBOX_SLEEPING) {
+        int expect = GH__INBOX_SLEEPING;
+        if (atomic_compare_exchange_strong(&in->sleep_state, &expect, GH__INBOX_NOTIFIED))
+            inbox_write_fd(h, in);
+    }
+}
+
+/* Leave the gate; a stopping hub waits for the last producer, so wake it. */
+static void inbox_leave(gh_hub *h, gh__inbox *in)
+{
+    if (atomic_fetch_sub(&in->gate, 2) & 1)
+        inbox_write_fd(h, in);
+}
+
+int gh__inbox_post(gh_hub *h, gh__inbox *in, gh__msg *m)
+{
+    if (atomic_fetch_add(&in->gate, 2) & 1) {
+        atomic_fetch_sub(&in->gate, 2);
+        return -ESHUTDOWN;
+    }
+    inbox_push(h, in, m);
+    inbox_leave(h, in);
+    return 0;
+}
+
+gh__msg *gh__inbox_pop(gh__inbox *in)
+{
+    gh__msg *tail = in->tail;
+    gh__msg *next = atomic_load(&tail->next);
+
+    if (tail == &in->stub) {
+        if (!next)
+            return NULL;
+        in->tail = next;
+        tail = next;
+        next = atomic_load(&next->next);
+    }
+    if (next) {
+        in->tail = next;
+        return tail;
+    }
+    if (tail != atomic_load(&in->head))
+        return NULL; /* a producer is between its two stores: its wake-up check follows */
+    atomic_store_explicit(&in->stub.next, NULL, memory_order_relaxed);
+    gh__msg *prev = atomic_exchange(&in->head, &in->stub);
+    atomic_store(&prev->next, &in->stub);
+    next = atomic_load(&tail->next);
+    if (next) {
+        in->tail = next;
+        return tail;
+    }
+    return NULL;
+}
+
+void gh__inbox_drain_fd(gh__inbox *in)
+{
+    char buf[64];
+    while (read(in->wake_rfd, buf, sizeof buf) > 0) {
+#ifndef GH_WAKEUP_PIPE
+        break; /* an eventfd read takes the whole count */
+#endif
+    }
+}
+
+void gh__inbox_close(gh__inbox *in)
+{
+    atomic_fetch_or(&in->gate, 1);
+}
+
+bool gh__inbox_closed(gh__inbox *in)
+{
+    return atomic_load(&in->gate) & 1;
+}
+
+bool gh__inbox_quiet(gh__inbox *in)
+{
+    return atomic_load(&in->gate) == 1;
+}
+
+/* ----------------------------------------------------- the hub's side */
+
+void gh__post_wake_msg(gh_hub *h, gh__msg *m, gh_task *t, uint32_t park_seq, int result)
+{
+    m->kind = GH__MSG_WAKE;
+    m->arg = t;
+    m->park_seq = park_seq;
+    m->result = result;
+    /* A wake is delivered even to a stopping hub: its task is already inside. */
+    atomic_fetch_add(&h->inbox.gate, 2);
+    inbox_push(h, &h->inbox, m);
+    inbox_leave(h, &h->inbox);
+}
+
+void gh__inbox_run(gh_hub *h)
+{
+    gh__msg *m;
+    uint64_t spawned = 0;
+
+    while ((m = gh__inbox_pop(&h->inbox))) {
+        if (m->kind == GH__MSG_SPAWN) {
+            /* A task struct cannot be had: keep the message for the next iteration. */
+            if (!gh__task_spawn(h, m->fn, m->arg, false, 0)) {
+                fprintf(stderr, "greenhub: out of memory spawning a handoff; retrying\n");
+                /* Re-queue at the back; nothing handed to greenhub is dropped. */
+                inbox_push(h, &h->inbox, m);
+                break;
+            }
+            spawned++;
+        } else if (m->kind == GH__MSG_WAKE) {
+            gh_task *t = m->arg;
+            GH_ASSERT(t->xwakes_inflight > 0);
+            t->xwakes_inflight--;
+            if (t->state == GH__TASK_BLOCKED && t->park_seq == m->park_seq)
+                gh__task_wake_detach(t, m->result);
+            else
+                gh__task_maybe_free(h, t);
+        }
+        gh__msg_free(m);
+    }
+    if (spawned)
+        GH__STAT_ADD(h, handoffs_in, spawned);
+}

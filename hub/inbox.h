@@ -1,0 +1,74 @@
+/*
+ * inbox.h — a hub's cross-thread inbox: an intrusive MPSC queue (Vyukov) of
+ * messages and a wakeup fd, written only when the hub may be asleep.
+ *
+ * Producers never block and never spin; the hub never spins on a producer
+ * caught between its two stores either: it sleeps, and that producer's own
+ * wake-up check (after its second store) wakes it.
+ */
+#ifndef GH_HUB_INBOX_H
+#define GH_HUB_INBOX_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct gh_hub gh_hub;
+typedef struct gh_task gh_task;
+typedef struct gh__msg_pool gh__msg_pool;
+
+typedef enum gh__msg_kind {
+    GH__MSG_STUB,  /* the queue's own placeholder */
+    GH__MSG_SPAWN, /* run fn(arg) as a new task */
+    GH__MSG_WAKE,  /* ready a task of this hub parked with park_seq */
+} gh__msg_kind;
+
+typedef struct gh__msg {
+    _Atomic(struct gh__msg *) next;
+    gh__msg_pool *pool; /* where the node goes back to */
+    uint8_t kind;
+    int result;
+    uint32_t park_seq;
+    void (*fn)(void *);
+    void *arg;          /* SPAWN: fn's argument; WAKE: the task */
+} gh__msg;
+
+/* Hub state bits for the sleeping hand-shake. */
+enum { GH__INBOX_AWAKE = 0, GH__INBOX_SLEEPING = 1, GH__INBOX_NOTIFIED = 2 };
+
+typedef struct gh__inbox {
+    _Atomic(gh__msg *) head;   /* producers exchange here */
+    char pad0[64 - sizeof(void *)];
+    gh__msg *tail;             /* the hub pops here */
+    gh__msg stub;
+    char pad1[64];
+    _Atomic int sleep_state;   /* GH__INBOX_* */
+    /* Bit 0: closed (refusing). Bits 1..: producers between their check and their push. */
+    _Atomic uint64_t gate;
+    int wake_rfd, wake_wfd;    /* eventfd: both the same fd; pipe: read and write ends */
+} gh__inbox;
+
+int gh__inbox_init(gh__inbox *in);
+void gh__inbox_term(gh__inbox *in);
+/* Producer side, any thread. Returns 0, -ESHUTDOWN (refusing) or -ENOMEM. */
+int gh__inbox_post(gh_hub *h, gh__inbox *in, gh__msg *m);
+/* A message node from the calling thread's pool; NULL on ENOMEM. */
+gh__msg *gh__msg_alloc(void);
+/* Hand a consumed node back to its pool (any thread). */
+void gh__msg_free(gh__msg *m);
+/* Consumer side: next message, or NULL (empty, or a producer mid-push). */
+gh__msg *gh__inbox_pop(gh__inbox *in);
+/* A message is ready to pop (used before sleeping). */
+bool gh__inbox_has_ready(gh__inbox *in);
+/* Read the wakeup fd empty. */
+void gh__inbox_drain_fd(gh__inbox *in);
+/* Write the wakeup fd unconditionally (stop requests). */
+void gh__inbox_kick(gh_hub *h, gh__inbox *in);
+/* Refuse new posts; returns once no producer is between check and push. */
+void gh__inbox_close(gh__inbox *in);
+bool gh__inbox_quiet(gh__inbox *in);   /* closed and no producer in flight */
+bool gh__inbox_closed(gh__inbox *in);
+/* Free the calling thread's message pool (its nodes in flight keep it alive). */
+void gh__msg_pool_thread_exit(void);
+
+#endif /* GH_HUB_INBOX_H */

@@ -1,0 +1,364 @@
+/*
+ * io.c — green fd operations: the trampoline and the socket calls built on it.
+ *
+ * Each call tries the syscall first and parks the task only on EAGAIN, as
+ * eventlet's green sockets do. At most one task waits per direction per fd;
+ * interest stays with the backend after a wake (see hub_ready in hub.c).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "hub/hub.h"
+
+static void fd_stat_waiters(gh_hub *h, int delta)
+{
+    h->fd_waiters += delta;
+    GH__STAT_ADD(h, fd_waiters, delta);
+}
+
+/* Detach a waiting task from its fd slot (wake, timeout, kill, close). */
+static void fd_unlink(gh_task *t)
+{
+    gh_hub *h = t->hub;
+    int fd = (int)(intptr_t)t->wait_obj;
+    gh__fdslot *s = &h->fds[fd];
+    if (s->reader == t) {
+        s->reader = NULL;
+        fd_stat_waiters(h, -1);
+    }
+    if (s->writer == t) {
+        s->writer = NULL;
+        fd_stat_waiters(h, -1);
+    }
+}
+
+static int fd_poll_now(int fd, int events)
+{
+    struct pollfd p = {.fd = fd, .events = 0};
+    if (events & GH_READ)
+        p.events |= POLLIN;
+    if (events & GH_WRITE)
+        p.events |= POLLOUT;
+    int n = poll(&p, 1, 0);
+    if (n < 0)
+        return -errno;
+    if (n == 0)
+        return -ETIMEDOUT;
+    if (p.revents & POLLNVAL)
+        return -EBADF;
+    return 0;
+}
+
+/* Wait for @fd given an absolute @deadline (-1 forever). */
+static int fd_wait(gh_hub *h, int fd, int events, int64_t deadline)
+{
+    int err = gh__can_block(h);
+    if (err)
+        return err;
+    if (deadline >= 0 && deadline <= gh_now())
+        return fd_poll_now(fd, events);
+    err = gh__fd_slot_reserve(h, fd);
+    if (err)
+        return err;
+    gh__fdslot *s = &h->fds[fd];
+    if (fd == h->inbox.wake_rfd)
+        return -EINVAL;
+    if (((events & GH_READ) && s->reader) || ((events & GH_WRITE) && s->writer))
+        return -EBUSY;
+    err = gh__fd_interest(h, fd, s->interest | events);
+    if (err)
+        return err;
+    gh_task *t = h->current;
+    if (events & GH_READ) {
+        s->reader = t;
+        fd_stat_waiters(h, 1);
+    }
+    if (events & GH_WRITE) {
+        s->writer = t;
+        fd_stat_waiters(h, 1);
+    }
+    return gh__task_park(h, deadline, fd_unlink, (void *)(intptr_t)fd);
+}
+
+int gh_trampoline(int fd, int events, int64_t timeout_ns)
+{
+    if (fd < 0)
+        return -EBADF;
+    if (!events || (events & ~(GH_READ | GH_WRITE)) || timeout_ns < GH_FOREVER)
+        return -EINVAL;
+    gh_hub *h = gh__hub();
+    if (!h)
+        return -errno;
+    if (timeout_ns == 0) {
+        int err = gh__can_block(h);
+        return err ? err : fd_poll_now(fd, events);
+    }
+    return fd_wait(h, fd, events, gh__deadline(timeout_ns));
+}
+
+/* gh_read and gh_write_all put an fd into O_NONBLOCK the first time they see it. */
+static int fd_make_nonblocking(gh_hub *h, int fd)
+{
+    int err = gh__fd_slot_reserve(h, fd);
+    if (err)
+        return err;
+    if (h->fds[fd].nonblock_known)
+        return 0;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -errno;
+    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -errno;
+    h->fds[fd].nonblock_known = true;
+    return 0;
+}
+
+ssize_t gh_read(int fd, void *buf, size_t n, int64_t timeout_ns)
+{
+    if (fd < 0)
+        return -EBADF;
+    if ((!buf && n) || timeout_ns < GH_FOREVER)
+        return -EINVAL;
+    gh_hub *h = gh__hub();
+    if (!h)
+        return -errno;
+    int err = gh__can_block(h);
+    if (err)
+        return err;
+    err = fd_make_nonblocking(h, fd);
+    if (err)
+        return err;
+    int64_t deadline = gh__deadline(timeout_ns);
+    for (;;) {
+        ssize_t r = read(fd, buf, n);
+        if (r >= 0)
+            return r;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        if (timeout_ns == 0)
+            return -ETIMEDOUT;
+        err = fd_wait(h, fd, GH_READ, deadline);
+        if (err)
+            return err;
+    }
+}
+
+static ssize_t fd_write_some(int fd, const void *buf, size_t n, bool *is_socket)
+{
+    if (*is_socket) {
+        ssize_t r = send(fd, buf, n, MSG_NOSIGNAL);
+        if (r >= 0 || errno != ENOTSOCK)
+            return r;
+        *is_socket = false;
+    }
+    return write(fd, buf, n);
+}
+
+ssize_t gh_write_all(int fd, const void *buf, size_t n, int64_t timeout_ns)
+{
+    if (fd < 0)
+        return -EBADF;
+    if ((!buf && n) || timeout_ns < GH_FOREVER)
+        return -EINVAL;
+    gh_hub *h = gh__hub();
+    if (!h)
+        return -errno;
+    int err = gh__can_block(h);
+    if (err)
+        return err;
+    err = fd_make_nonblocking(h, fd);
+    if (err)
+        return err;
+    int64_t deadline = gh__deadline(timeout_ns);
+    const char *p = buf;
+    size_t left = n;
+    bool is_socket = true; /* send(MSG_NOSIGNAL) so a closed peer is -EPIPE, not SIGPIPE */
+    while (left > 0) {
+        ssize_t r = fd_write_some(fd, p, left, &is_socket);
+        if (r >= 0) {
+            p += r;
+            left -= (size_t)r;
+            continue;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        if (timeout_ns == 0)
+            return -ETIMEDOUT;
+        err = fd_wait(h, fd, GH_WRITE, deadline);
+        if (err)
+            return err;
+    }
+    return (ssize_t)n;
+}
+
+int gh_close(int fd)
+{
+    if (fd < 0)
+        return -EBADF;
+    gh_hub *h = gh__tls_hub;
+    if (h && fd < h->nfds && fd != h->inbox.wake_rfd && fd != h->inbox.wake_wfd) {
+        gh__fdslot *s = &h->fds[fd];
+        if (s->reader)
+            gh__task_wake_detach(s->reader, -EBADF);
+        if (s->writer)
+            gh__task_wake_detach(s->writer, -EBADF);
+        /* The backend must forget the fd before the number can be reused. */
+        gh__fd_interest(h, fd, 0);
+        s->interest = 0;
+        s->nonblock_known = false;
+    } else if (h && (fd == h->inbox.wake_rfd || fd == h->inbox.wake_wfd)) {
+        return -EBADF;
+    }
+    return close(fd) == 0 ? 0 : -errno;
+}
+
+/* ---------------------------------------------------------------- sockets */
+
+/* Parse an IP literal (or "localhost", NULL = any IPv4) into @ss. */
+static int sock_addr(const char *host, int port, bool passive, struct sockaddr_storage *ss,
+                     socklen_t *len)
+{
+    if (port < 0 || port > 65535)
+        return -EINVAL;
+    memset(ss, 0, sizeof *ss);
+    if (!host || !*host)
+        host = passive ? "0.0.0.0" : "127.0.0.1";
+    else if (strcmp(host, "localhost") == 0)
+        host = "127.0.0.1";
+    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)port);
+        *len = sizeof *in4;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *in6;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+int gh_listen_ex(const char *host, int port, int backlog, int reuseport)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int err = sock_addr(host, port, true, &ss, &len);
+    if (err)
+        return err;
+    if (backlog <= 0)
+        backlog = SOMAXCONN;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
+        bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, backlog) != 0) {
+        err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+int gh_listen(const char *host, int port, int backlog)
+{
+    return gh_listen_ex(host, port, backlog, 0);
+}
+
+int gh_accept(int lfd, int64_t timeout_ns)
+{
+    if (lfd < 0)
+        return -EBADF;
+    if (timeout_ns < GH_FOREVER)
+        return -EINVAL;
+    gh_hub *h = gh__hub();
+    if (!h)
+        return -errno;
+    int err = gh__can_block(h);
+    if (err)
+        return err;
+    int64_t deadline = gh__deadline(timeout_ns);
+    for (;;) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            if (gh__fd_slot_reserve(h, fd) == 0)
+                h->fds[fd].nonblock_known = true;
+            return fd;
+        }
+        if (errno == EINTR || errno == ECONNABORTED)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        if (timeout_ns == 0)
+            return -ETIMEDOUT;
+        err = fd_wait(h, lfd, GH_READ, deadline);
+        if (err)
+            return err;
+    }
+}
+
+int gh_connect(const char *host, int port, int64_t timeout_ns)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (timeout_ns < GH_FOREVER)
+        return -EINVAL;
+    int err = sock_addr(host, port, false, &ss, &len);
+    if (err)
+        return err;
+    if (port == 0)
+        return -EINVAL;
+    gh_hub *h = gh__hub();
+    if (!h)
+        return -errno;
+    err = gh__can_block(h);
+    if (err)
+        return err;
+    int64_t deadline = gh__deadline(timeout_ns);
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(fd, (struct sockaddr *)&ss, len) != 0) {
+        if (errno != EINPROGRESS) {
+            err = -errno;
+            close(fd);
+            return err;
+        }
+        err = timeout_ns == 0 ? -ETIMEDOUT : fd_wait(h, fd, GH_WRITE, deadline);
+        if (!err) {
+            int soerr = 0;
+            socklen_t sl = sizeof soerr;
+            if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0)
+                soerr = errno;
+            err = -soerr;
+        }
+        if (err) {
+            gh_close(fd);
+            return err;
+        }
+    }
+    if (gh__fd_slot_reserve(h, fd) == 0)
+        h->fds[fd].nonblock_known = true;
+    return fd;
+}

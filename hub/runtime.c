@@ -1,0 +1,360 @@
+/*
+ * runtime.c — N OS threads, one hub each, and the lossless stop.
+ *
+ * Stop: every hub's inbox gate closes (new handoffs get -ESHUTDOWN), each hub
+ * keeps looping until no producer is inside its gate, its queue is empty and
+ * it holds no task, callback timer or waiter; repeating timers are cancelled
+ * at once. Past the drain timeout the stopper sets kill_all: every task, and
+ * every handoff still to start, runs already cancelled. A stopped hub frees
+ * everything but its struct, which stays a refusing tombstone until destroy.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "hub/hub.h"
+
+struct gh_runtime {
+    int n;
+    gh_hub **hubs;
+    pthread_t *threads;
+    const gh_backend_ops **ops;
+    size_t stack_size;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int started;       /* threads that made their hub (or failed) */
+    int finished;      /* threads whose hub drained */
+    int start_err;
+    bool stopped;      /* gh_runtime_stop done */
+    bool *done;        /* per hub: drained */
+};
+
+typedef struct rt_start {
+    gh_runtime *rt;
+    int index;
+} rt_start;
+
+void gh__runtime_hub_tick(gh_hub *h)
+{
+    if (!atomic_load_explicit(&h->stop_requested, memory_order_acquire))
+        return;
+    if (h->cb_timers)
+        gh__timers_drop(h, true);
+    if (!h->killed_all && atomic_load(&h->kill_all)) {
+        h->killed_all = true;
+        gh__task_kill_all(h);
+    }
+}
+
+bool gh__runtime_hub_drained(gh_hub *h)
+{
+    return atomic_load_explicit(&h->stop_requested, memory_order_acquire) &&
+           gh__inbox_quiet(&h->inbox) && gh__hub_idle(h) && !h->rq_head;
+}
+
+static void *rt_thread(void *arg)
+{
+    rt_start *st = arg;
+    gh_runtime *rt = st->rt;
+    int i = st->index;
+    free(st);
+
+    char name[16];
+    snprintf(name, sizeof name, "greenhub-%d", i);
+    pthread_setname_np(pthread_self(), name);
+
+    int err = 0;
+    gh_hub *h = gh__hub_new(rt->ops[i], rt->stack_size, &err);
+    if (h) {
+        h->runtime = rt;
+        h->runtime_index = i;
+        gh__hub_adopt(h);
+    }
+    pthread_mutex_lock(&rt->lock);
+    rt->hubs[i] = h;
+    if (!h && !rt->start_err)
+        rt->start_err = err;
+    rt->started++;
+    pthread_cond_broadcast(&rt->cond);
+    pthread_mutex_unlock(&rt->lock);
+    if (!h)
+        return NULL;
+
+    /* The root sleeps while tasks run; MAINLOOP wakes it once the stop has drained. */
+    while (!gh__runtime_hub_drained(h))
+        gh__task_park(h, -1, NULL, NULL);
+    gh__hub_retire(h);
+
+    pthread_mutex_lock(&rt->lock);
+    rt->done[i] = true;
+    rt->finished++;
+    pthread_cond_broadcast(&rt->cond);
+    pthread_mutex_unlock(&rt->lock);
+    return NULL;
+}
+
+static void rt_free(gh_runtime *rt)
+{
+    if (rt->hubs)
+        for (int i = 0; i < rt->n; i++)
+            if (rt->hubs[i])
+                gh__hub_bury(rt->hubs[i]);
+    free(rt->hubs);
+    free(rt->threads);
+    free(rt->ops);
+    free(rt->done);
+    pthread_mutex_destroy(&rt->lock);
+    pthread_cond_destroy(&rt->cond);
+    free(rt);
+}
+
+static void rt_request_stop(gh_runtime *rt, int i)
+{
+    gh_hub *h = rt->hubs[i];
+    gh__inbox_close(&h->inbox);
+    atomic_store_explicit(&h->stop_requested, true, memory_order_release);
+    gh__inbox_kick(h, &h->inbox);
+}
+
+/* Wait until every hub drained or @deadline (-1: forever). True if all did. */
+static bool rt_wait_finished(gh_runtime *rt, int64_t deadline)
+{
+    struct timespec ts = {0};
+    if (deadline >= 0) {
+        ts.tv_sec = deadline / GH_SEC;
+        ts.tv_nsec = deadline % GH_SEC;
+    }
+    pthread_mutex_lock(&rt->lock);
+    while (rt->finished < rt->n) {
+        int r = deadline < 0 ? pthread_cond_wait(&rt->cond, &rt->lock)
+                             : pthread_cond_timedwait(&rt->cond, &rt->lock, &ts);
+        if (r == ETIMEDOUT)
+            break;
+    }
+    bool all = rt->finished == rt->n;
+    pthread_mutex_unlock(&rt->lock);
+    return all;
+}
+
+int gh_runtime_start(gh_runtime **out, const gh_runtime_config *cfg)
+{
+    if (!out || !cfg || cfg->threads < 1 || cfg->threads > 4096)
+        return -EINVAL;
+    if (cfg->stack_size && cfg->stack_size < GH__STACK_MIN)
+        return -EINVAL;
+    gh_runtime *rt = calloc(1, sizeof *rt);
+    if (!rt)
+        return -ENOMEM;
+    int n = cfg->threads;
+    rt->n = n;
+    rt->stack_size = cfg->stack_size;
+    rt->hubs = calloc((size_t)n, sizeof *rt->hubs);
+    rt->threads = calloc((size_t)n, sizeof *rt->threads);
+    rt->ops = calloc((size_t)n, sizeof *rt->ops);
+    rt->done = calloc((size_t)n, sizeof *rt->done);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&rt->lock, NULL);
+    pthread_cond_init(&rt->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    if (!rt->hubs || !rt->threads || !rt->ops || !rt->done) {
+        rt_free(rt);
+        return -ENOMEM;
+    }
+    /* Resolve every backend name before any thread starts: bad config starts nothing. */
+    for (int i = 0; i < n; i++) {
+        const char *name = cfg->backends ? cfg->backends[i] : NULL;
+        int err = 0;
+        rt->ops[i] = name ? gh_backend_find(name) : gh__backend_default(&err);
+        if (!rt->ops[i]) {
+            rt_free(rt);
+            return -ENOENT;
+        }
+    }
+    int started = 0, err = 0;
+    for (; started < n; started++) {
+        rt_start *st = malloc(sizeof *st);
+        if (!st) {
+            err = -ENOMEM;
+            break;
+        }
+        st->rt = rt;
+        st->index = started;
+        int r = pthread_create(&rt->threads[started], NULL, rt_thread, st);
+        if (r) {
+            free(st);
+            err = -r;
+            break;
+        }
+    }
+    pthread_mutex_lock(&rt->lock);
+    while (rt->started < started)
+        pthread_cond_wait(&rt->cond, &rt->lock);
+    if (!err)
+        err = rt->start_err;
+    pthread_mutex_unlock(&rt->lock);
+    if (err) {
+        /* Some hub failed (a refused backend): stop the ones that came up. */
+        for (int i = 0; i < started; i++)
+            if (rt->hubs[i])
+                rt_request_stop(rt, i);
+            else {
+                rt->done[i] = true;
+            }
+        for (int i = 0; i < started; i++)
+            pthread_join(rt->threads[i], NULL);
+        rt_free(rt);
+        return err;
+    }
+    *out = rt;
+    return 0;
+}
+
+gh_hub *gh_runtime_hub(gh_runtime *rt, int index)
+{
+    if (!rt || index < 0 || index >= rt->n) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return rt->hubs[index];
+}
+
+int gh_runtime_threads(const gh_runtime *rt)
+{
+    return rt ? rt->n : -EINVAL;
+}
+
+int gh_runtime_stop(gh_runtime *rt, int64_t drain_timeout_ns)
+{
+    if (!rt || drain_timeout_ns < GH_FOREVER)
+        return -EINVAL;
+    gh_hub *self = gh__tls_hub;
+    for (int i = 0; i < rt->n; i++)
+        if (rt->hubs[i] == self)
+            return -EDEADLK; /* a hub cannot wait for its own thread to end */
+    pthread_mutex_lock(&rt->lock);
+    bool already = rt->stopped;
+    rt->stopped = true;
+    pthread_mutex_unlock(&rt->lock);
+    if (already) {
+        rt_wait_finished(rt, -1);
+        return 0;
+    }
+    for (int i = 0; i < rt->n; i++)
+        rt_request_stop(rt, i);
+    int result = 0;
+    if (!rt_wait_finished(rt, gh__deadline(drain_timeout_ns))) {
+        result = -ETIMEDOUT;
+        pthread_mutex_lock(&rt->lock);
+        for (int i = 0; i < rt->n; i++) {
+            if (rt->done[i])
+                continue;
+            gh_hub_stats st;
+            gh_hub_get_stats(rt->hubs[i], &st);
+            fprintf(stderr,
+                    "greenhub: runtime stop: hub greenhub-%d still busy after the drain "
+                    "timeout (%llu tasks live); killing them\n",
+                    i, (unsigned long long)st.tasks_live);
+            atomic_store(&rt->hubs[i]->kill_all, true);
+            gh__inbox_kick(rt->hubs[i], &rt->hubs[i]->inbox);
+        }
+        pthread_mutex_unlock(&rt->lock);
+        rt_wait_finished(rt, -1);
+    }
+    for (int i = 0; i < rt->n; i++)
+        pthread_join(rt->threads[i], NULL);
+    return result;
+}
+
+void gh_runtime_destroy(gh_runtime *rt)
+{
+    if (!rt)
+        return;
+    gh_runtime_stop(rt, GH_FOREVER);
+    rt_free(rt);
+}
+
+/* ---------------------------------------------------------------- handoff */
+
+int gh_spawn_on(gh_hub *target, void (*fn)(void *), void *arg)
+{
+    if (!target || !fn)
+        return -EINVAL;
+    if (target == gh__tls_hub) {
+        if (gh__inbox_closed(&target->inbox))
+            return -ESHUTDOWN;
+        return gh__task_spawn(target, fn, arg, false, 0) ? 0 : -ENOMEM;
+    }
+    gh__msg *m = gh__msg_alloc();
+    if (!m)
+        return -ENOMEM;
+    m->kind = GH__MSG_SPAWN;
+    m->fn = fn;
+    m->arg = arg;
+    int err = gh__inbox_post(target, &target->inbox, m);
+    if (err)
+        gh__msg_free(m);
+    return err;
+}
+
+typedef struct call_rec {
+    atomic_int refs; /* caller + executor: the last one frees */
+    void *(*fn)(void *);
+    void *arg;
+    gh_xevent done;
+} call_rec;
+
+static void call_rec_unref(call_rec *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) == 1) {
+        gh_xevent_destroy(&c->done);
+        free(c);
+    }
+}
+
+static void call_run(void *arg)
+{
+    call_rec *c = arg;
+    void *r = c->fn(c->arg);
+    gh_xevent_set(&c->done, r);
+    call_rec_unref(c);
+}
+
+int gh_call_on(gh_hub *target, void *(*fn)(void *), void *arg, void **result,
+               int64_t timeout_ns)
+{
+    if (!target || !fn || timeout_ns < GH_FOREVER)
+        return -EINVAL;
+    gh_hub *h = gh__tls_hub;
+    if (h) {
+        int err = gh__can_block(h);
+        if (err)
+            return err;
+    }
+    call_rec *c = malloc(sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    int err = gh_xevent_init(&c->done);
+    if (err) {
+        free(c);
+        return err;
+    }
+    atomic_init(&c->refs, 2);
+    c->fn = fn;
+    c->arg = arg;
+    err = gh_spawn_on(target, call_run, c);
+    if (err) {
+        gh_xevent_destroy(&c->done);
+        free(c);
+        return err;
+    }
+    void *value = NULL;
+    err = gh_xevent_wait(&c->done, &value, timeout_ns);
+    if (err == 0 && result)
+        *result = value;
+    call_rec_unref(c);
+    return err;
+}
