@@ -115,7 +115,7 @@ static void hub_ready(void *ctx, int fd, int events)
 
 /* --------------------------------------------------------------- backend */
 
-const gh_backend_ops *gh__backend_default(int *err)
+const gh_backend_ops *gh__backend_default(void)
 {
     const char *env = getenv("GREENHUB_HUB");
     if (env && *env) {
@@ -126,9 +126,7 @@ const gh_backend_ops *gh__backend_default(int *err)
         if (!atomic_exchange(&warned, true))
             fprintf(stderr, "greenhub: GREENHUB_HUB=%s is not a backend; using the default\n", env);
     }
-    const gh_backend_ops *const *list = gh_backend_list();
-    *err = -ENOENT;
-    return list[0];
+    return gh_backend_list()[0];
 }
 
 static int hub_backend_open(const gh_backend_ops *ops, void **state)
@@ -280,9 +278,19 @@ gh_hub *gh__hub(void)
     gh_hub *h = gh__tls_hub;
     if (__builtin_expect(h != NULL, 1))
         return h;
+    /* The chosen backend first; if the kernel refuses it, the default order. */
+    const gh_backend_ops *first = gh__backend_default();
     int err = 0;
-    const gh_backend_ops *ops = gh__backend_default(&err);
-    h = gh__hub_new(ops, 0, &err);
+    h = gh__hub_new(first, 0, &err);
+    static const char *const fallback[] = {"epoll", "poll", "select"};
+    for (size_t i = 0; !h && i < sizeof fallback / sizeof fallback[0]; i++) {
+        const gh_backend_ops *o = gh_backend_find(fallback[i]);
+        if (!o || o == first)
+            continue;
+        fprintf(stderr, "greenhub: backend %s failed (%s); trying %s\n", first->name,
+                gh_strerror(err), o->name);
+        h = gh__hub_new(o, 0, &err);
+    }
     if (!h) {
         errno = -err;
         return NULL;
@@ -363,16 +371,9 @@ void gh__mainloop(gh_hub *h)
 
 int gh_use_hub(const char *backend)
 {
-    const gh_backend_ops *ops;
-    int err = 0;
-
-    if (backend) {
-        ops = gh_backend_find(backend);
-        if (!ops)
-            return -ENOENT;
-    } else {
-        ops = gh__backend_default(&err);
-    }
+    const gh_backend_ops *ops = backend ? gh_backend_find(backend) : gh__backend_default();
+    if (!ops)
+        return -ENOENT;
     return gh_use_hub_backend(ops);
 }
 

@@ -186,7 +186,7 @@ int gh__fd_interest(gh_hub *h, int fd, int events);
 /* Make sure fds[fd] exists. */
 int gh__fd_slot_reserve(gh_hub *h, int fd);
 /* Backend to use for a new hub: GREENHUB_HUB, else the default order. */
-const gh_backend_ops *gh__backend_default(int *err);
+const gh_backend_ops *gh__backend_default(void);
 int gh__hub_swap_backend(gh_hub *h, const gh_backend_ops *ops);
 /* The hub holds nothing but its root: no task, callback timer, fd waiter or handoff. */
 bool gh__hub_idle(const gh_hub *h);

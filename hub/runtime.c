@@ -167,8 +167,7 @@ int gh_runtime_start(gh_runtime **out, const gh_runtime_config *cfg)
     /* Resolve every backend name before any thread starts: bad config starts nothing. */
     for (int i = 0; i < n; i++) {
         const char *name = cfg->backends ? cfg->backends[i] : NULL;
-        int err = 0;
-        rt->ops[i] = name ? gh_backend_find(name) : gh__backend_default(&err);
+        rt->ops[i] = name ? gh_backend_find(name) : gh__backend_default();
         if (!rt->ops[i]) {
             rt_free(rt);
             return -ENOENT;
