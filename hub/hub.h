@@ -145,7 +145,6 @@ struct gh_hub {
     uint32_t live_tasks;      /* spawned and not finished, root and MAINLOOP excluded */
     uint32_t xwaiters;        /* tasks blocked on other threads */
     gh__stack_cache stacks;
-    gh__stack *main_stack;
     bool main_started;
     bool in_run;              /* the root is inside gh_hub_run */
 

@@ -480,10 +480,9 @@ int gh__sched_start_main(gh_hub *h)
     gh__stack *s = gh__stack_get(&h->stacks);
     if (!s)
         return -ENOMEM;
-    h->main_stack = s;
     h->main.san_bottom = s->lo;
     h->main.san_size = s->size;
-    h->main.stack = NULL; /* MAINLOOP's canary is checked by the hub, not per switch */
+    h->main.stack = s; /* so an overflow of MAINLOOP's stack is reported like a task's */
 #if GH_TSAN
     h->main.tsan_fiber = __tsan_create_fiber(0);
 #endif
@@ -514,12 +513,12 @@ void gh__sched_term(gh_hub *h)
         free(t);
     }
     h->free_tasks_len = 0;
-    if (h->main_stack) {
+    if (h->main.stack) {
 #if GH_TSAN
         __tsan_destroy_fiber(h->main.tsan_fiber);
 #endif
-        gh__stack_put(&h->stacks, h->main_stack);
-        h->main_stack = NULL;
+        gh__stack_put(&h->stacks, h->main.stack);
+        h->main.stack = NULL;
     }
     gh__stack_cache_term(&h->stacks);
 }
