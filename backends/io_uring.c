@@ -1,0 +1,480 @@
+/*
+ * io_uring.c — readiness through io_uring (liburing), IORING_OP_POLL_ADD.
+ *
+ * Quirks:
+ *  - watch() only records the interest and puts the fd on a dirty list; the
+ *    poll SQEs are made and submitted by the next poll(), in the same
+ *    io_uring_enter that waits. Changes take effect when the hub next polls.
+ *    The one exception is forgetting an fd whose poll is in flight: the
+ *    POLL_REMOVE is submitted at once, because the in-flight poll holds a
+ *    reference to the file and the hub closes the fd right after forgetting
+ *    it — without the eager submit a socket's close would not send FIN until
+ *    the next poll.
+ *  - io_uring poll is edge-like: a single-shot poll completes once, a
+ *    multishot poll posts a CQE per wakeup, never for "still readable". To be
+ *    level-triggered as the hub sees it, a single-shot poll is re-armed (at
+ *    the next poll(), if the fd is still watched) after each completion; arming
+ *    checks the current state, so an undrained fd completes again at once. In
+ *    multishot mode each report is followed by a POLL_UPDATE of the same mask
+ *    at the next poll(), which makes the kernel re-check the level.
+ *  - Single-shot is the default: under level-triggered semantics multishot
+ *    saves nothing (every report still costs one SQE for the re-check) and
+ *    costs a POLL_REMOVE plus two CQEs whenever a fired fd is forgotten, which
+ *    is how a green-thread hub uses an fd. GREENHUB_IO_URING_POLL=multishot
+ *    (read at init) selects multishot where the kernel has it (5.13+, probed
+ *    at init with an eventfd); "oneshot" forces single-shot.
+ *  - user_data carries fd and a 30-bit per-fd generation of the poll in
+ *    flight; a CQE of a removed, replaced or forgotten poll does not match and
+ *    is dropped. Remove/update/probe CQEs carry a tag in the top bits and are
+ *    ignored, as is liburing's own timeout CQE on kernels without EXT_ARG.
+ *  - CQEs are first gathered per fd (so one fd is reported once per poll
+ *    even if several CQEs name it) and then dispatched, re-checking each fd's
+ *    interest: callbacks may forget or change any fd.
+ *  - A poll that fails with -EBADF (fd closed behind our back) is reported as
+ *    every watched direction and re-armed, so it stays "ready", as POLLNVAL.
+ *  - Regular files are always ready, as with poll(2).
+ *  - A full SQ is submitted and the SQE taken again. The CQ is 4096 entries;
+ *    an overflowed CQ (kernel keeps the CQEs, IORING_FEAT_NODROP) is flushed.
+ *  - init returns -EPERM when /proc/sys/kernel/io_uring_disabled is 2, and
+ *    io_uring_setup's own error (-ENOSYS, -EPERM, -ENOMEM for RLIMIT_MEMLOCK
+ *    on kernels before 5.12) when the kernel refuses a ring; -ENOSYS when the
+ *    probe says POLL_ADD/POLL_REMOVE are missing.
+ *  - The wait uses io_uring_submit_and_wait_timeout (nanosecond timespec;
+ *    EXT_ARG on 5.11+, a timeout SQE before). A poll whose CQEs were all
+ *    stale waits out the rest of its timeout; EINTR returns 0.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <liburing.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "greenhub_backend.h"
+
+#define URING_SQ_ENTRIES 256
+#define URING_CQ_ENTRIES 4096
+#define URING_GEN_MASK   0x3fffffffu
+/* user_data of SQEs whose CQEs we ignore (remove, update, probe). */
+#define URING_UD_OTHER (1ull << 62)
+#define URING_UD_KIND  (3ull << 62)
+
+/** Per-fd bookkeeping, indexed by fd. */
+typedef struct uring_fd {
+    uint8_t interest; /* GH_READ|GH_WRITE as the hub watches it, 0 = not watched */
+    uint8_t armed;    /* directions of the poll in flight, 0 = none */
+    uint8_t dirty;    /* on the dirty list */
+    uint8_t recheck;  /* multishot: reported, re-check the level at the next flush */
+    uint8_t pending;  /* events gathered from CQEs, not yet dispatched */
+    uint8_t queued;   /* on the batch list */
+    uint32_t gen;     /* generation of the poll in flight */
+} uring_fd;
+
+typedef struct uring_state {
+    struct io_uring ring;
+    int multishot; /* arm IORING_POLL_ADD_MULTI polls */
+    uring_fd *fds; /* indexed by fd, nfds long */
+    int nfds;
+    int *dirty;    /* fds whose kernel poll must change at the next flush; cap nfds */
+    int ndirty;
+    int *batch;    /* fds with pending events; cap 2 * nfds (see uring_dispatch) */
+    int nbatch;
+} uring_state;
+
+static int64_t uring_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static uint64_t uring_ud(int fd, uint32_t gen)
+{
+    return (uint64_t)(gen & URING_GEN_MASK) << 32 | (uint32_t)fd;
+}
+
+static unsigned uring_poll_mask(int events)
+{
+    return ((events & GH_READ) ? POLLIN | POLLRDHUP : 0) | ((events & GH_WRITE) ? POLLOUT : 0);
+}
+
+/* Grow the fd table and, with it, the dirty and batch lists, so that pushing
+ * onto them never fails (each fd is on each list at most once per round). */
+static int uring_grow_fds(uring_state *s, int fd)
+{
+    if (fd < s->nfds)
+        return 0;
+    int n = s->nfds ? s->nfds : 64;
+    while (n <= fd) {
+        if (n > INT_MAX / 4)
+            return -ENOMEM;
+        n *= 2;
+    }
+    int *dirty = realloc(s->dirty, (size_t)n * sizeof(*dirty));
+    if (!dirty)
+        return -ENOMEM;
+    s->dirty = dirty;
+    int *batch = realloc(s->batch, (size_t)n * 2 * sizeof(*batch));
+    if (!batch)
+        return -ENOMEM;
+    s->batch = batch;
+    uring_fd *fds = realloc(s->fds, (size_t)n * sizeof(*fds));
+    if (!fds)
+        return -ENOMEM;
+    memset(fds + s->nfds, 0, (size_t)(n - s->nfds) * sizeof(*fds));
+    s->fds = fds;
+    s->nfds = n;
+    return 0;
+}
+
+static void uring_mark_dirty(uring_state *s, int fd)
+{
+    if (!s->fds[fd].dirty) {
+        s->fds[fd].dirty = 1;
+        s->dirty[s->ndirty++] = fd;
+    }
+}
+
+/* Account one CQE: a matching poll completion adds to the fd's pending events. */
+static void uring_cqe(uring_state *s, uint64_t ud, int res, unsigned flags)
+{
+    if (ud & URING_UD_KIND)
+        return;
+    int fd = (int)(uint32_t)ud;
+    if (fd >= s->nfds)
+        return;
+    uring_fd *e = &s->fds[fd];
+    if (!e->armed || e->gen != (uint32_t)(ud >> 32))
+        return; /* a late CQE of a removed or replaced poll */
+
+    int more = (flags & IORING_CQE_F_MORE) != 0;
+    if (!more) {
+        e->armed = 0;
+        e->recheck = 0;
+        if (e->interest)
+            uring_mark_dirty(s, fd); /* re-arm at the next flush */
+    }
+    int events;
+    if (res == -ECANCELED)
+        return; /* not cancelled by us (we change gen or armed first): re-arm */
+    if (res < 0 || (res & (POLLERR | POLLHUP | POLLRDHUP | POLLNVAL)))
+        events = e->interest;
+    else
+        events = (((res & POLLIN) ? GH_READ : 0) | ((res & POLLOUT) ? GH_WRITE : 0)) & e->interest;
+    if (!events)
+        return;
+    if (!e->queued) {
+        e->queued = 1;
+        s->batch[s->nbatch++] = fd;
+    }
+    e->pending |= (uint8_t)events;
+    if (more) {
+        e->recheck = 1; /* the multishot poll will not tell us "still ready" */
+        uring_mark_dirty(s, fd);
+    }
+}
+
+static void uring_harvest(uring_state *s)
+{
+    for (;;) {
+        struct io_uring_cqe *cqe;
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(&s->ring, head, cqe)
+        {
+            seen++;
+            uring_cqe(s, cqe->user_data, cqe->res, cqe->flags);
+        }
+        io_uring_cq_advance(&s->ring, seen);
+        /* CQEs the kernel kept aside on overflow come back only on enter. */
+        if (!(IO_URING_READ_ONCE(*s->ring.sq.kflags) & IORING_SQ_CQ_OVERFLOW))
+            return;
+        if (io_uring_get_events(&s->ring) < 0)
+            return;
+        if (!seen && io_uring_cq_ready(&s->ring) == 0)
+            return;
+    }
+}
+
+/* An SQE, submitting what is queued when the SQ is full. NULL if none. */
+static struct io_uring_sqe *uring_get_sqe(uring_state *s)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+    if (sqe)
+        return sqe;
+    if (io_uring_submit(&s->ring) < 0)
+        uring_harvest(s); /* -EBUSY on old kernels: the CQ needs room */
+    return io_uring_get_sqe(&s->ring);
+}
+
+/* Turn the dirty list into SQEs (not submitted). -EBUSY if the SQ stayed full. */
+static int uring_flush(uring_state *s)
+{
+    int i;
+    for (i = 0; i < s->ndirty; i++) {
+        int fd = s->dirty[i];
+        uring_fd *e = &s->fds[fd];
+        struct io_uring_sqe *sqe;
+        if (e->armed && e->armed != e->interest) {
+            if (!(sqe = uring_get_sqe(s)))
+                break;
+            io_uring_prep_poll_remove(sqe, uring_ud(fd, e->gen));
+            io_uring_sqe_set_data64(sqe, URING_UD_OTHER);
+            e->armed = 0;
+            e->recheck = 0;
+        }
+        if (e->interest && !e->armed) {
+            if (!(sqe = uring_get_sqe(s)))
+                break;
+            e->gen = (e->gen + 1) & URING_GEN_MASK;
+            if (s->multishot)
+                io_uring_prep_poll_multishot(sqe, fd, uring_poll_mask(e->interest));
+            else
+                io_uring_prep_poll_add(sqe, fd, uring_poll_mask(e->interest));
+            io_uring_sqe_set_data64(sqe, uring_ud(fd, e->gen));
+            e->armed = e->interest;
+            e->recheck = 0;
+        } else if (e->interest && e->recheck) {
+            if (!(sqe = uring_get_sqe(s)))
+                break;
+            /* Same mask, same user_data: the kernel re-arms, re-checking the level. */
+            io_uring_prep_poll_update(sqe, uring_ud(fd, e->gen), uring_ud(fd, e->gen),
+                                      uring_poll_mask(e->interest), IORING_POLL_UPDATE_EVENTS);
+            io_uring_sqe_set_data64(sqe, URING_UD_OTHER);
+            e->recheck = 0;
+        }
+        e->dirty = 0;
+    }
+    if (i == s->ndirty) {
+        s->ndirty = 0;
+        return 0;
+    }
+    memmove(s->dirty, s->dirty + i, (size_t)(s->ndirty - i) * sizeof(*s->dirty));
+    s->ndirty -= i;
+    return -EBUSY;
+}
+
+/* Report the gathered events. Callbacks may call watch(), which may (rarely,
+ * on a full SQ) harvest more CQEs onto the batch: entries past the first
+ * `todo` stay for the next poll. So the list holds at most nfds dispatched
+ * plus nfds new entries: hence its 2 * nfds capacity. */
+static int uring_dispatch(uring_state *s, gh_backend_ready_fn ready, void *ctx)
+{
+    int todo = s->nbatch, reported = 0;
+    for (int i = 0; i < todo; i++) {
+        int fd = s->batch[i];
+        uring_fd *e = &s->fds[fd];
+        int events = e->pending & e->interest;
+        e->pending = 0;
+        e->queued = 0;
+        if (events) {
+            ready(ctx, fd, events);
+            reported++;
+        }
+    }
+    memmove(s->batch, s->batch + todo, (size_t)(s->nbatch - todo) * sizeof(*s->batch));
+    s->nbatch -= todo;
+    return reported;
+}
+
+/* Does the kernel keep a multishot poll armed? Arm one on a readable eventfd. */
+static int uring_probe_multishot(uring_state *s)
+{
+    int efd = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (efd < 0)
+        return 0;
+    const uint64_t probe_ud = URING_UD_OTHER | 1;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+    int ok = 0;
+    if (sqe) {
+        io_uring_prep_poll_multishot(sqe, efd, POLLIN);
+        io_uring_sqe_set_data64(sqe, probe_ud);
+        struct io_uring_cqe *cqe = NULL;
+        struct __kernel_timespec ts = {.tv_sec = 1, .tv_nsec = 0};
+        if (io_uring_submit(&s->ring) == 1 && io_uring_wait_cqe_timeout(&s->ring, &cqe, &ts) == 0) {
+            ok = cqe->user_data == probe_ud && cqe->res > 0 && (cqe->flags & IORING_CQE_F_MORE);
+            io_uring_cqe_seen(&s->ring, cqe);
+        }
+        if (ok && (sqe = io_uring_get_sqe(&s->ring))) {
+            /* Its remaining CQEs carry URING_UD_OTHER and are ignored later. */
+            io_uring_prep_poll_remove(sqe, probe_ud);
+            io_uring_sqe_set_data64(sqe, URING_UD_OTHER);
+            io_uring_submit(&s->ring);
+        }
+    }
+    close(efd);
+    return ok;
+}
+
+static int uring_backend_init(void **state)
+{
+    FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "re");
+    if (f) {
+        int disabled = 0;
+        int got = fscanf(f, "%d", &disabled);
+        fclose(f);
+        if (got == 1 && disabled == 2)
+            return -EPERM;
+    }
+
+    uring_state *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    struct io_uring_params p;
+    memset(&p, 0, sizeof(p));
+    p.flags = IORING_SETUP_CQSIZE;
+    p.cq_entries = URING_CQ_ENTRIES;
+    int ret = io_uring_queue_init_params(URING_SQ_ENTRIES, &s->ring, &p);
+    if (ret == -EINVAL) { /* no CQSIZE before 5.5 */
+        memset(&p, 0, sizeof(p));
+        ret = io_uring_queue_init_params(URING_SQ_ENTRIES, &s->ring, &p);
+    }
+    if (ret < 0) {
+        free(s);
+        return ret;
+    }
+
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&s->ring);
+    if (probe) { /* no probe before 5.6, where POLL_ADD/REMOVE (5.1) exist */
+        int ok = io_uring_opcode_supported(probe, IORING_OP_POLL_ADD) &&
+                 io_uring_opcode_supported(probe, IORING_OP_POLL_REMOVE);
+        io_uring_free_probe(probe);
+        if (!ok) {
+            io_uring_queue_exit(&s->ring);
+            free(s);
+            return -ENOSYS;
+        }
+    }
+
+    const char *mode = getenv("GREENHUB_IO_URING_POLL");
+    if (mode && strcmp(mode, "multishot") == 0)
+        s->multishot = uring_probe_multishot(s);
+    *state = s;
+    return 0;
+}
+
+static void uring_backend_destroy(void *state)
+{
+    uring_state *s = state;
+    if (!s)
+        return;
+    io_uring_queue_exit(&s->ring); /* cancels every poll in flight */
+    free(s->fds);
+    free(s->dirty);
+    free(s->batch);
+    free(s);
+}
+
+static int uring_backend_watch(void *state, int fd, int old_events, int new_events)
+{
+    uring_state *s = state;
+    if (fd < 0)
+        return -EBADF;
+    if ((old_events | new_events) & ~(GH_READ | GH_WRITE))
+        return -EINVAL;
+
+    if (new_events == 0) {
+        if (fd >= s->nfds)
+            return 0;
+        uring_fd *e = &s->fds[fd];
+        e->interest = 0;
+        e->pending = 0;
+        if (e->armed) {
+            struct io_uring_sqe *sqe = uring_get_sqe(s);
+            if (!sqe) {
+                uring_mark_dirty(s, fd); /* the next flush removes it */
+                return 0;
+            }
+            io_uring_prep_poll_remove(sqe, uring_ud(fd, e->gen));
+            io_uring_sqe_set_data64(sqe, URING_UD_OTHER);
+            e->armed = 0;
+            e->recheck = 0;
+            /* Drop the poll's file reference before the hub closes fd. A failure
+             * leaves the SQE queued for the next poll(), which is still correct. */
+            io_uring_submit(&s->ring);
+        }
+        return 0;
+    }
+
+    int err = uring_grow_fds(s, fd);
+    if (err)
+        return err;
+    uring_fd *e = &s->fds[fd];
+    if (old_events == 0 && e->armed) {
+        /* The hub says fd is new: a poll in flight is on a file closed behind
+         * our back, whose number was reused. Replace it. */
+        struct io_uring_sqe *sqe = uring_get_sqe(s);
+        if (!sqe)
+            return -EBUSY;
+        io_uring_prep_poll_remove(sqe, uring_ud(fd, e->gen));
+        io_uring_sqe_set_data64(sqe, URING_UD_OTHER);
+        e->armed = 0;
+        e->recheck = 0;
+        e->pending = 0;
+    }
+    e->interest = (uint8_t)new_events;
+    uring_mark_dirty(s, fd);
+    return 0;
+}
+
+static int uring_backend_poll(void *state, int64_t timeout_ns, gh_backend_ready_fn ready, void *ctx)
+{
+    uring_state *s = state;
+    if (timeout_ns < -1)
+        return -EINVAL;
+    int64_t deadline = 0;
+    if (timeout_ns > 0) {
+        int64_t now = uring_now_ns();
+        deadline = timeout_ns > INT64_MAX - now ? INT64_MAX : now + timeout_ns;
+    }
+
+    for (;;) {
+        int err = uring_flush(s);
+        int ret;
+        if (err || timeout_ns == 0) {
+            /* Enter even with nothing to submit: runs pending task work, so
+             * completions already due are posted before we look. */
+            ret = io_uring_submit_and_get_events(&s->ring);
+        } else if (timeout_ns < 0) {
+            ret = io_uring_submit_and_wait(&s->ring, 1);
+        } else {
+            struct __kernel_timespec ts = {
+                .tv_sec = timeout_ns / 1000000000,
+                .tv_nsec = timeout_ns % 1000000000,
+            };
+            struct io_uring_cqe *cqe;
+            ret = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
+        }
+        uring_harvest(s);
+        int reported = uring_dispatch(s, ready, ctx);
+
+        if (reported)
+            return reported;
+        if (ret == -EINTR)
+            return 0;
+        if (err)
+            return err;
+        if (ret < 0 && ret != -ETIME && ret != -EBUSY && ret != -EAGAIN)
+            return ret;
+        if (timeout_ns == 0)
+            return 0;
+        if (timeout_ns > 0) {
+            int64_t now = uring_now_ns();
+            if (now >= deadline)
+                return 0;
+            timeout_ns = deadline - now;
+        }
+    }
+}
+
+const gh_backend_ops gh_backend_io_uring = {
+    .abi = GH_BACKEND_ABI,
+    .name = "io_uring",
+    .init = uring_backend_init,
+    .destroy = uring_backend_destroy,
+    .watch = uring_backend_watch,
+    .poll = uring_backend_poll,
+};

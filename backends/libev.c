@@ -1,0 +1,320 @@
+/*
+ * libev.c — readiness through a private libev loop (never the default loop).
+ *
+ * Quirks:
+ *  - The loop is ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV | EVFLAG_NOSIGMASK |
+ *    EVFLAG_NOTIMERFD): libev picks its recommended backend (epoll on Linux),
+ *    LIBEV_FLAGS in the environment cannot change it under the hub, and libev
+ *    never touches the thread's signal mask nor opens a timerfd we do not need.
+ *  - One ev_io per fd, each allocated on its own (libev keeps pointers to
+ *    active watchers, so they must never move); the fd -> watcher table grows.
+ *    A forgotten fd's watcher is ev_io_stop'ped and kept for reuse.
+ *  - libev's default for a failed syscall is perror + abort(). ev_set_syserr_cb
+ *    is process-global: we install ours once (pthread_once) — it replaces any
+ *    the application set — and it records -errno in a thread-local that poll
+ *    returns. libev still aborts on out-of-memory (ev_realloc) and on its own
+ *    assertions (Debian builds libev with them: watch() refuses fd < 0).
+ *  - An fd that libev cannot register (closed behind our back) is stopped by
+ *    libev itself and fed EV_ERROR; we report it as every watched direction
+ *    and, to stay level-triggered, check it again (fcntl F_GETFD) at each
+ *    later poll: still closed is reported at once, a reused number is
+ *    re-registered. When the close happened between watch() and the poll,
+ *    libev feeds EV_ERROR only after that poll's wait ends (timeout or
+ *    another event): forget an fd before closing it.
+ *  - libev's epoll backend maps EPOLLERR/EPOLLHUP to EV_READ|EV_WRITE, so
+ *    those are reported as every watched direction; it never asks for
+ *    EPOLLRDHUP, so a peer's half-close is reported as readable only.
+ *    Regular files are always ready (libev's EPERM fallback).
+ *  - libev removes a stopped fd from its epoll set lazily, at the fd's next
+ *    event, so a wait may end with nothing to report; poll then waits out the
+ *    rest of its timeout. EINTR is swallowed by libev; we read errno right
+ *    after ev_run and return 0 when the wait was interrupted.
+ *  - The timeout is an ev_timer armed after ev_now_update, so libev's cached
+ *    time neither shortens nor stretches it; poll(-1) arms a day-long timer,
+ *    because ev_run with no active watcher would not block. Timeout 0 is
+ *    EVRUN_NOWAIT. Our monotonic deadline, not libev's double-precision
+ *    clock, decides when a timeout has passed.
+ */
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "greenhub_backend.h"
+
+#define LIBEV_FOREVER_S 86400.0
+
+/** One fd's watcher; io first, so the ev_io callback can cast back. */
+typedef struct libev_fd {
+    ev_io io;
+    int interest; /* GH_READ|GH_WRITE as the hub watches it, 0 = not watched */
+    int killed;   /* libev stopped io after an fd error; on the killed list */
+} libev_fd;
+
+typedef struct libev_state {
+    struct ev_loop *loop;
+    libev_fd **fds;  /* indexed by fd, nfds long; NULL = never watched */
+    int nfds;
+    int *killed;     /* fds whose watcher libev stopped with EV_ERROR */
+    int nkilled;
+    int capkilled;
+    ev_timer timer;  /* the poll timeout */
+    gh_backend_ready_fn ready; /* set for the duration of poll */
+    void *ctx;
+    int reported;    /* fds reported in the current poll */
+} libev_state;
+
+static pthread_once_t libev_once = PTHREAD_ONCE_INIT;
+static _Thread_local int libev_syserr; /* -errno from libev's syserr callback, or 0 */
+
+static void libev_syserr_cb(const char *msg)
+{
+    (void)msg;
+    int err = errno;
+    libev_syserr = err > 0 ? -err : -EIO;
+}
+
+static void libev_global_setup(void)
+{
+    ev_set_syserr_cb(libev_syserr_cb);
+}
+
+static int64_t libev_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void libev_report(libev_state *s, int fd, int events)
+{
+    if (events && s->ready) {
+        s->reported++;
+        s->ready(s->ctx, fd, events);
+    }
+}
+
+static void libev_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    libev_fd *e = (libev_fd *)w;
+    libev_state *s = w->data;
+    int events;
+    if (revents & EV_ERROR) {
+        if (!ev_is_active(w) && e->interest && !e->killed) {
+            if (s->nkilled == s->capkilled) {
+                int n = s->capkilled ? s->capkilled * 2 : 16;
+                int *k = realloc(s->killed, (size_t)n * sizeof(*k));
+                if (k) {
+                    s->killed = k;
+                    s->capkilled = n;
+                }
+            }
+            /* Without room it is reported now but not re-checked: OOM only. */
+            if (s->nkilled < s->capkilled) {
+                e->killed = 1;
+                s->killed[s->nkilled++] = w->fd;
+            }
+        }
+        events = e->interest;
+    } else {
+        events = (((revents & EV_READ) ? GH_READ : 0) | ((revents & EV_WRITE) ? GH_WRITE : 0)) &
+                 e->interest;
+    }
+    libev_report(s, w->fd, events);
+}
+
+static void libev_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    /* Nothing to do: its firing ends ev_run(EVRUN_ONCE). */
+}
+
+static int libev_backend_init(void **state)
+{
+    pthread_once(&libev_once, libev_global_setup);
+    libev_state *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    errno = 0;
+    s->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV | EVFLAG_NOSIGMASK | EVFLAG_NOTIMERFD);
+    if (!s->loop) {
+        int err = errno > 0 ? -errno : -ENOSYS;
+        free(s);
+        return err;
+    }
+    ev_timer_init(&s->timer, libev_timer_cb, 0., 0.);
+    s->timer.data = s;
+    *state = s;
+    return 0;
+}
+
+static void libev_backend_destroy(void *state)
+{
+    libev_state *s = state;
+    if (!s)
+        return;
+    for (int fd = 0; fd < s->nfds; fd++) {
+        if (s->fds[fd]) {
+            ev_io_stop(s->loop, &s->fds[fd]->io);
+            free(s->fds[fd]);
+        }
+    }
+    ev_timer_stop(s->loop, &s->timer);
+    ev_loop_destroy(s->loop);
+    free(s->fds);
+    free(s->killed);
+    free(s);
+}
+
+static int libev_grow_fds(libev_state *s, int fd)
+{
+    if (fd < s->nfds)
+        return 0;
+    int n = s->nfds ? s->nfds : 64;
+    while (n <= fd)
+        n = n > INT_MAX / 2 ? INT_MAX : n * 2;
+    libev_fd **fds = realloc(s->fds, (size_t)n * sizeof(*fds));
+    if (!fds)
+        return -ENOMEM;
+    for (int i = s->nfds; i < n; i++)
+        fds[i] = NULL;
+    s->fds = fds;
+    s->nfds = n;
+    return 0;
+}
+
+static int libev_mask(int events)
+{
+    return ((events & GH_READ) ? EV_READ : 0) | ((events & GH_WRITE) ? EV_WRITE : 0);
+}
+
+static int libev_backend_watch(void *state, int fd, int old_events, int new_events)
+{
+    libev_state *s = state;
+    if (fd < 0)
+        return -EBADF; /* libev asserts on a negative fd */
+    if ((old_events | new_events) & ~(GH_READ | GH_WRITE))
+        return -EINVAL;
+
+    if (new_events == 0) {
+        if (fd >= s->nfds || !s->fds[fd])
+            return 0;
+        libev_fd *e = s->fds[fd];
+        ev_io_stop(s->loop, &e->io); /* also drops a pending event */
+        e->interest = 0;
+        e->killed = 0;
+        return 0;
+    }
+
+    int err = libev_grow_fds(s, fd);
+    if (err)
+        return err;
+    libev_fd *e = s->fds[fd];
+    if (!e) {
+        if (!(e = calloc(1, sizeof(*e))))
+            return -ENOMEM;
+        ev_init(&e->io, libev_io_cb);
+        e->io.data = s;
+        s->fds[fd] = e;
+    }
+    if (ev_is_active(&e->io)) {
+        if (old_events != 0 && e->interest == new_events)
+            return 0;
+        ev_io_stop(s->loop, &e->io);
+    }
+    if (old_events != 0 && e->interest != 0 && !e->killed)
+        ev_io_modify(&e->io, libev_mask(new_events)); /* same file, new mask */
+    else
+        ev_io_set(&e->io, fd, libev_mask(new_events)); /* (maybe) a new file: libev re-checks */
+    ev_io_start(s->loop, &e->io);
+    e->interest = new_events;
+    e->killed = 0;
+    return 0;
+}
+
+/* Watchers libev killed: report the still-closed fds now, restart the others. */
+static void libev_revive(libev_state *s)
+{
+    int n = s->nkilled;
+    s->nkilled = 0;
+    for (int i = 0; i < n; i++) {
+        int fd = s->killed[i];
+        libev_fd *e = fd < s->nfds ? s->fds[fd] : NULL;
+        if (!e || !e->killed)
+            continue;
+        e->killed = 0;
+        if (!e->interest || ev_is_active(&e->io))
+            continue;
+        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+            /* Still closed: stays killed; the hub hears of it again. */
+            e->killed = 1;
+            s->killed[s->nkilled++] = fd;
+            libev_report(s, fd, e->interest);
+        } else {
+            ev_io_set(&e->io, fd, libev_mask(e->interest));
+            ev_io_start(s->loop, &e->io);
+        }
+    }
+}
+
+static int libev_backend_poll(void *state, int64_t timeout_ns, gh_backend_ready_fn ready, void *ctx)
+{
+    libev_state *s = state;
+    if (timeout_ns < -1)
+        return -EINVAL;
+    int64_t deadline = 0;
+    if (timeout_ns > 0) {
+        int64_t now = libev_now_ns();
+        deadline = timeout_ns > INT64_MAX - now ? INT64_MAX : now + timeout_ns;
+    }
+    s->ready = ready;
+    s->ctx = ctx;
+    s->reported = 0;
+    libev_syserr = 0;
+    libev_revive(s);
+
+    int ret = 0;
+    for (;;) {
+        int flags = EVRUN_NOWAIT;
+        if (timeout_ns != 0 && !s->reported) {
+            ev_now_update(s->loop);
+            double after = timeout_ns < 0 ? LIBEV_FOREVER_S : (double)timeout_ns / 1e9;
+            ev_timer_set(&s->timer, after, 0.);
+            ev_timer_start(s->loop, &s->timer);
+            flags = EVRUN_ONCE;
+        }
+        errno = 0;
+        ev_run(s->loop, flags);
+        int wait_errno = errno;
+        ev_timer_stop(s->loop, &s->timer);
+
+        if (libev_syserr) {
+            ret = libev_syserr;
+            libev_syserr = 0;
+            break;
+        }
+        if (s->reported || flags == EVRUN_NOWAIT || wait_errno == EINTR)
+            break;
+        if (timeout_ns > 0) {
+            int64_t now = libev_now_ns();
+            if (now >= deadline)
+                break;
+            timeout_ns = deadline - now;
+        }
+        libev_revive(s);
+    }
+    s->ready = NULL;
+    s->ctx = NULL;
+    return s->reported ? s->reported : ret;
+}
+
+const gh_backend_ops gh_backend_libev = {
+    .abi = GH_BACKEND_ABI,
+    .name = "libev",
+    .init = libev_backend_init,
+    .destroy = libev_backend_destroy,
+    .watch = libev_backend_watch,
+    .poll = libev_backend_poll,
+};
