@@ -369,6 +369,11 @@ void gh__mainloop(gh_hub *h)
 
 /* ------------------------------------------------------------ public API */
 
+gh_hub *gh_get_hub(void)
+{
+    return gh__hub();
+}
+
 int gh_use_hub(const char *backend)
 {
     const gh_backend_ops *ops = backend ? gh_backend_find(backend) : gh__backend_default();
