@@ -76,7 +76,7 @@ static void task_timeout_fire(void *arg)
 static void task_start_fire(void *arg)
 {
     gh_task *t = arg;
-    t->state = GH__TASK_READY;
+    /* Stays NEW: gh__run_ready gives a NEW task its stack and context at first run. */
     gh__runq_push(t->hub, t);
 }
 
