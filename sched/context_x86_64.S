@@ -21,6 +21,13 @@
  * by the ABI too (a task may change rounding modes). No signal mask is saved:
  * that is what makes this ~100x cheaper than swapcontext.
  *
+ * The resume address is taken off the stack into rcx (caller-saved, free
+ * here) and reached with an indirect jmp, not a ret: the ret of a switch
+ * never returns to the call that entered it, so the CPU's return-stack
+ * predictor missed on every switch (bench/core: 14.7 ns per switch with ret,
+ * 5.4 ns with jmp, where boost.context's jump_fcontext, which jmps too,
+ * takes 5.3-5.9 ns).
+ *
  * A fresh context (gh__ctx_make) holds the same frame with r12 = entry,
  * r13 = arg, a default MXCSR/FPU word, and gh__ctx_start as return address.
  */
@@ -49,10 +56,11 @@ gh__ctx_switch:
     popq    %r12
     popq    %rbx
     popq    %rbp
+    movq    0x8(%rsp), %rcx
     ldmxcsr (%rsp)
     fldcw   0x4(%rsp)
-    leaq    0x8(%rsp), %rsp
-    ret
+    leaq    0x10(%rsp), %rsp
+    jmpq    *%rcx
     .cfi_endproc
     .size   gh__ctx_switch, .-gh__ctx_switch
 
