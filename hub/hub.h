@@ -190,6 +190,17 @@ int gh__hub_swap_backend(gh_hub *h, const gh_backend_ops *ops);
 /* The hub holds nothing but its root: no task, callback timer, fd waiter or handoff. */
 bool gh__hub_idle(const gh_hub *h);
 
+/* ------------------------------------------------------------------ io */
+
+struct sockaddr_storage;
+/* Wait for @fd given an absolute @deadline (-1 forever); 0 when ready. */
+int gh__fd_wait(gh_hub *h, int fd, int events, int64_t deadline);
+/* Put @fd into O_NONBLOCK once (remembered in its slot). */
+int gh__fd_nonblock(gh_hub *h, int fd);
+/* Parse an IP literal or "localhost" into @ss (never blocks); -EINVAL otherwise. */
+int gh__sock_addr(const char *host, int port, bool passive, struct sockaddr_storage *ss,
+                  unsigned int *len);
+
 /* --------------------------------------------------------------- sched */
 
 /* Spawn on @h, ready (or delayed); refs: handle if @handle. NULL + errno on failure. */

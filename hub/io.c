@@ -8,10 +8,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -88,6 +90,11 @@ static int fd_wait(gh_hub *h, int fd, int events, int64_t deadline)
     return gh__task_park(h, deadline, fd_unlink, (void *)(intptr_t)fd);
 }
 
+int gh__fd_wait(gh_hub *h, int fd, int events, int64_t deadline)
+{
+    return fd_wait(h, fd, events, deadline);
+}
+
 int gh_trampoline(int fd, int events, int64_t timeout_ns)
 {
     if (fd < 0)
@@ -119,6 +126,11 @@ static int fd_make_nonblocking(gh_hub *h, int fd)
         return -errno;
     h->fds[fd].nonblock_known = true;
     return 0;
+}
+
+int gh__fd_nonblock(gh_hub *h, int fd)
+{
+    return fd_make_nonblocking(h, fd);
 }
 
 ssize_t gh_read(int fd, void *buf, size_t n, int64_t timeout_ns)
@@ -226,9 +238,14 @@ int gh_close(int fd)
 
 /* ---------------------------------------------------------------- sockets */
 
-/* Parse an IP literal (or "localhost", NULL = any IPv4) into @ss. */
-static int sock_addr(const char *host, int port, bool passive, struct sockaddr_storage *ss,
-                     socklen_t *len)
+/*
+ * Parse an IP literal ("127.0.0.1", "::1", "[::1]", "fe80::1%eth0"), "localhost",
+ * or NULL/"" (any IPv4 address when @passive, else 127.0.0.1) into @ss.
+ * Never blocks: names other than "localhost" are -EINVAL here (gh_connect
+ * sends them to the resolver threads).
+ */
+int gh__sock_addr(const char *host, int port, bool passive, struct sockaddr_storage *ss,
+                  socklen_t *len)
 {
     if (port < 0 || port > 65535)
         return -EINVAL;
@@ -237,6 +254,15 @@ static int sock_addr(const char *host, int port, bool passive, struct sockaddr_s
         host = passive ? "0.0.0.0" : "127.0.0.1";
     else if (strcmp(host, "localhost") == 0)
         host = "127.0.0.1";
+    char tmp[INET6_ADDRSTRLEN + IF_NAMESIZE + 4];
+    size_t hl = strlen(host);
+    if (host[0] == '[' && hl >= 2 && host[hl - 1] == ']') {
+        if (hl - 2 >= sizeof tmp)
+            return -EINVAL;
+        memcpy(tmp, host + 1, hl - 2);
+        tmp[hl - 2] = 0;
+        host = tmp;
+    }
     struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
     struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
     if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
@@ -245,20 +271,40 @@ static int sock_addr(const char *host, int port, bool passive, struct sockaddr_s
         *len = sizeof *in4;
         return 0;
     }
-    if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons((uint16_t)port);
-        *len = sizeof *in6;
-        return 0;
+    const char *scope = strchr(host, '%');
+    if (scope) {
+        /* A scoped link-local literal: the address before '%', the interface after. */
+        size_t al = (size_t)(scope - host);
+        if (al >= INET6_ADDRSTRLEN)
+            return -EINVAL;
+        char addr[INET6_ADDRSTRLEN];
+        memcpy(addr, host, al);
+        addr[al] = 0;
+        unsigned idx = if_nametoindex(scope + 1);
+        if (!idx) {
+            char *end;
+            unsigned long v = strtoul(scope + 1, &end, 10);
+            if (!scope[1] || *end || v == 0 || v > UINT32_MAX)
+                return -EINVAL;
+            idx = (unsigned)v;
+        }
+        if (inet_pton(AF_INET6, addr, &in6->sin6_addr) != 1)
+            return -EINVAL;
+        in6->sin6_scope_id = idx;
+    } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) != 1) {
+        return -EINVAL;
     }
-    return -EINVAL;
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons((uint16_t)port);
+    *len = sizeof *in6;
+    return 0;
 }
 
 int gh_listen_ex(const char *host, int port, int backlog, int reuseport)
 {
     struct sockaddr_storage ss;
     socklen_t len;
-    int err = sock_addr(host, port, true, &ss, &len);
+    int err = gh__sock_addr(host, port, true, &ss, &len);
     if (err)
         return err;
     if (backlog <= 0)
@@ -266,7 +312,10 @@ int gh_listen_ex(const char *host, int port, int backlog, int reuseport)
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    int one = 1;
+    int one = 1, zero = 0;
+    /* "::" takes IPv4 too, whatever net.ipv6.bindv6only says. */
+    if (ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
         (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
         bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, backlog) != 0) {
@@ -316,36 +365,23 @@ int gh_accept(int lfd, int64_t timeout_ns)
     }
 }
 
-int gh_connect(const char *host, int port, int64_t timeout_ns)
+/* Connect to one address, with an absolute @deadline (0 timeout: @poll_only). */
+static int connect_addr(gh_hub *h, const struct sockaddr *sa, socklen_t len, int64_t deadline,
+                        bool poll_only)
 {
-    struct sockaddr_storage ss;
-    socklen_t len;
-    if (timeout_ns < GH_FOREVER)
-        return -EINVAL;
-    int err = sock_addr(host, port, false, &ss, &len);
-    if (err)
-        return err;
-    if (port == 0)
-        return -EINVAL;
-    gh_hub *h = gh__hub();
-    if (!h)
-        return -errno;
-    err = gh__can_block(h);
-    if (err)
-        return err;
-    int64_t deadline = gh__deadline(timeout_ns);
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd, (struct sockaddr *)&ss, len) != 0) {
+    if (connect(fd, sa, len) != 0) {
+        int err;
         if (errno != EINPROGRESS) {
             err = -errno;
             close(fd);
             return err;
         }
-        err = timeout_ns == 0 ? -ETIMEDOUT : fd_wait(h, fd, GH_WRITE, deadline);
+        err = poll_only ? -ETIMEDOUT : fd_wait(h, fd, GH_WRITE, deadline);
         if (!err) {
             int soerr = 0;
             socklen_t sl = sizeof soerr;
@@ -361,4 +397,47 @@ int gh_connect(const char *host, int port, int64_t timeout_ns)
     if (gh__fd_slot_reserve(h, fd) == 0)
         h->fds[fd].nonblock_known = true;
     return fd;
+}
+
+int gh_connect(const char *host, int port, int64_t timeout_ns)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (timeout_ns < GH_FOREVER || port <= 0 || port > 65535)
+        return -EINVAL;
+    gh_hub *h = gh__hub();
+    if (!h)
+        return -errno;
+    int err = gh__can_block(h);
+    if (err)
+        return err;
+    int64_t deadline = gh__deadline(timeout_ns);
+    if (gh__sock_addr(host, port, false, &ss, &len) == 0)
+        return connect_addr(h, (struct sockaddr *)&ss, len, deadline, timeout_ns == 0);
+
+    /* A host name: resolve on a helper thread, then try each address in turn. */
+    char service[8];
+    snprintf(service, sizeof service, "%d", port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    err = gh_getaddrinfo(host, service, &hints, &res, timeout_ns);
+    if (err)
+        return err;
+    err = -EHOSTUNREACH;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+            continue;
+        int64_t now = gh_now();
+        bool expired = deadline >= 0 && deadline <= now;
+        int fd = connect_addr(h, ai->ai_addr, ai->ai_addrlen, deadline, expired);
+        if (fd >= 0) {
+            freeaddrinfo(res);
+            return fd;
+        }
+        err = fd;
+        if (err == -ECANCELED || err == -ETIMEDOUT || err == -EPERM)
+            break;
+    }
+    freeaddrinfo(res);
+    return err;
 }

@@ -316,6 +316,137 @@ typedef struct gh_hub_stats {
 /** Read @hub's counters (relaxed reads). @return 0 or -EINVAL. Any thread. */
 int gh_hub_get_stats(const gh_hub *hub, gh_hub_stats *out);
 
+/* ======================================================================
+ * Green sockets in depth (issue 4): send/recv, vectored I/O, sendfile,
+ * host-name resolution off the hub thread, and a buffered reader.
+ * docs/sockets.md is the user's guide. Every call below that can wait
+ * takes a timeout (the whole call's budget) and acts on the calling
+ * thread's hub; errors are negative errno values: -ETIMEDOUT, -ECANCELED
+ * (the task was killed), -ECONNRESET, -EPIPE (peer gone: never SIGPIPE),
+ * -EBADF (gh_close meanwhile, or fd < 0), -EBUSY (another task of this
+ * hub already waits on that direction), -EPERM (from a timer callback).
+ * ====================================================================== */
+
+struct iovec;
+struct addrinfo;
+
+/**
+ * recv(2) green: wait until at least one byte (or EOF) is there.
+ * @flags are recv's (MSG_PEEK, ...; MSG_DONTWAIT makes no difference).
+ * @return bytes received (0 at EOF), or a negative errno (-ENOTSOCK for a
+ *         non-socket, -ECONNRESET, -ETIMEDOUT, -ECANCELED, -EBADF, ...).
+ * Calling thread's hub, from a task (not a timer callback).
+ */
+ssize_t gh_recv(int fd, void *buf, size_t n, int flags, int64_t timeout_ns);
+
+/**
+ * send(2) green, always with MSG_NOSIGNAL: wait until at least one byte is
+ * sent; like send(2) it may send fewer than @n (see gh_write_all for all).
+ * @return bytes sent (> 0, or 0 when n is 0), or a negative errno (-EPIPE,
+ *         -ECONNRESET, -ETIMEDOUT, -ECANCELED, -ENOTSOCK, ...).
+ * Calling thread's hub, from a task.
+ */
+ssize_t gh_send(int fd, const void *buf, size_t n, int flags, int64_t timeout_ns);
+
+/**
+ * readv(2) green: scatter into @iov, waiting until at least one byte or EOF.
+ * @return bytes read (0 at EOF), or a negative errno (-EINVAL for iovcnt
+ *         outside 0..IOV_MAX). Calling thread's hub, from a task.
+ */
+ssize_t gh_readv(int fd, const struct iovec *iov, int iovcnt, int64_t timeout_ns);
+
+/**
+ * Write every byte of @iov (gather), waiting as needed; sockets use
+ * sendmsg(MSG_NOSIGNAL), other fds writev. @iov itself is not modified.
+ * @return the total length, or a negative errno (some bytes may have been
+ *         written): -EPIPE, -ECONNRESET, -ETIMEDOUT, -ECANCELED, -EINVAL.
+ * Calling thread's hub, from a task.
+ */
+ssize_t gh_writev(int fd, const struct iovec *iov, int iovcnt, int64_t timeout_ns);
+
+/**
+ * sendfile(2) green: copy @count bytes of @in_fd (a regular file) to
+ * @out_fd, waiting on @out_fd as needed. @offset as in sendfile(2): NULL
+ * uses and advances in_fd's file offset, else *offset is read and advanced.
+ * A peer that went away is -EPIPE, never SIGPIPE (SIGPIPE is blocked in the
+ * calling thread for the duration of each sendfile call).
+ * @return bytes sent (fewer than @count only at in_fd's EOF), or a negative
+ *         errno (some bytes may have been sent; *offset tells how many).
+ * Calling thread's hub, from a task.
+ */
+ssize_t gh_sendfile(int out_fd, int in_fd, off_t *offset, size_t count, int64_t timeout_ns);
+
+/**
+ * getaddrinfo(3) on a helper thread: the calling task waits green (a plain
+ * thread blocks) for at most @timeout_ns; the hub thread never blocks in the
+ * resolver. Helper threads (at most 4) are made on first use and leave
+ * after a few seconds idle. A lookup that outlives its caller's timeout
+ * finishes on its own and its result is freed there.
+ * @return 0 and *res (free it with freeaddrinfo), or a negative errno:
+ *         -ENOENT no such host or service (EAI_NONAME/EAI_NODATA/EAI_FAIL),
+ *         -EAGAIN temporary failure (EAI_AGAIN), -EINVAL bad flags, family or
+ *         socket type, -ENOMEM, -ETIMEDOUT, -ECANCELED, -EPERM from a timer
+ *         callback. Any thread (a hub thread waits green).
+ */
+int gh_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
+                   struct addrinfo **res, int64_t timeout_ns);
+
+/*
+ * A buffered reader on an fd (a socket or pipe), for line protocols. Embed
+ * it, gh_reader_init, gh_reader_destroy (which does not close the fd). Its
+ * memory is the buffer given to init and never grows. One task at a time.
+ */
+typedef struct gh_reader {
+    int fd;        /* the fd read from (not owned) */
+    char *buf;     /* private: cap bytes */
+    size_t cap;    /* buffer size: the memory bound and the longest line */
+    size_t start;  /* private: unread bytes are buf[start, end) */
+    size_t end;    /* private */
+    size_t scan;   /* private: buf[start, start + scan) holds no newline */
+    int eof;       /* private: the fd reported EOF */
+    int skipping;  /* private: discarding the rest of an overlong line */
+} gh_reader;
+
+/**
+ * Set up @r on @fd with a @bufsize-byte buffer (0 = 16 KiB).
+ * @return 0; -EBADF for fd < 0; -EINVAL; -ENOMEM. Any thread.
+ */
+int gh_reader_init(gh_reader *r, int fd, size_t bufsize);
+
+/** Free @r's buffer; the fd stays open. Safe on a zeroed or destroyed reader. */
+void gh_reader_destroy(gh_reader *r);
+
+/**
+ * Read one line: *@line points at its bytes (the '\n' included, if any),
+ * valid until the next call on @r. The last line before EOF may lack '\n'.
+ * A line longer than @max_len bytes (the '\n' counted) returns -EMSGSIZE at
+ * once; the reader stays usable: the next call first skips the rest of that
+ * line, through its '\n'.
+ * @return the line's length; 0 at EOF; -EMSGSIZE; -EINVAL if @max_len is 0
+ *         or larger than the buffer; -ETIMEDOUT (nothing consumed: the call
+ *         may be repeated); -ECANCELED; any gh_read error.
+ * Calling thread's hub, from a task.
+ */
+ssize_t gh_reader_readline(gh_reader *r, const char **line, size_t max_len, int64_t timeout_ns);
+
+/**
+ * Read exactly @n bytes into @buf, or fewer only at EOF.
+ * @return bytes read (< n only at EOF); a negative errno. On error with
+ *         n <= the buffer size nothing was consumed; with a larger n the
+ *         bytes already read are lost. Calling thread's hub, from a task.
+ */
+ssize_t gh_reader_read_exact(gh_reader *r, void *buf, size_t n, int64_t timeout_ns);
+
+/**
+ * Read what is buffered, or wait for the fd to give at least one byte.
+ * @return 1..n bytes; 0 at EOF (or n == 0); a negative errno.
+ * Calling thread's hub, from a task.
+ */
+ssize_t gh_reader_read_some(gh_reader *r, void *buf, size_t n, int64_t timeout_ns);
+
+/** Bytes buffered and not yet returned (a skipped line's rest included). Never blocks. */
+size_t gh_reader_buffered(const gh_reader *r);
+
 #ifdef __cplusplus
 }
 #endif
