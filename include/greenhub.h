@@ -316,6 +316,257 @@ typedef struct gh_hub_stats {
 /** Read @hub's counters (relaxed reads). @return 0 or -EINVAL. Any thread. */
 int gh_hub_get_stats(const gh_hub *hub, gh_hub_stats *out);
 
+/* ===================================================================
+ * Synchronisation and the world outside (issue 5): gh_event, gh_sem,
+ * gh_queue, gh_pool (hub-local); gh_chan, gh_tpool, gh_signal (any thread).
+ * See docs/sync.md.
+ * =================================================================== */
+
+/*
+ * Hub-local primitives: gh_event, gh_sem, gh_queue and gh_pool belong to one
+ * hub and cost no atomic operation. Every call must come from a task of that
+ * hub (a timer callback may set, release and put/get with timeout 0). A wait
+ * returns -EINVAL when tasks of another hub already wait on the object.
+ * Waits follow gh_join: what can succeed at once succeeds (even from a timer
+ * callback or a killed task); otherwise -EPERM from a timer callback,
+ * -ECANCELED for a killed task, -ETIMEDOUT (-EAGAIN for gh_queue) for a
+ * timeout of 0, and -EDEADLK when the root would wait and nothing can ever
+ * wake it. Waiters are woken in FIFO order.
+ */
+
+/* Private: a list of tasks waiting on an embedded object. */
+typedef struct gh_waiters {
+    gh_task *head, *tail;
+} gh_waiters;
+
+/** A one-shot event with a value; many waiters; reset re-arms it. Embed it. */
+typedef struct gh_event {
+    gh_waiters waiters; /* private: tasks in gh_event_wait */
+    void *value;        /* private: the value given to gh_event_set */
+    int is_set;         /* private */
+} gh_event;
+
+/** Initialise @ev, not set. @return 0 or -EINVAL. Any thread (no hub needed). */
+int gh_event_init(gh_event *ev);
+/** Tear @ev down. @return 0; -EBUSY while a task waits on it. Its hub's thread. */
+int gh_event_destroy(gh_event *ev);
+/**
+ * Set @ev with @value and wake every waiter (each gets @value, even if the
+ * event is reset before it runs). @return 0; -EALREADY if already set;
+ * -EINVAL. Its hub's thread (a timer callback too).
+ */
+int gh_event_set(gh_event *ev, void *value);
+/**
+ * Wait until @ev is set. @return 0 and *value (@value may be NULL);
+ * -ETIMEDOUT; -ECANCELED; -EPERM; -EDEADLK; -EINVAL. Its hub's thread.
+ */
+int gh_event_wait(gh_event *ev, void **value, int64_t timeout_ns);
+/** Clear a set event (waiters already woken keep their value). @return 0 or -EINVAL. */
+int gh_event_reset(gh_event *ev);
+/** @return 1 if @ev is set, 0 if not. */
+int gh_event_is_set(const gh_event *ev);
+
+/** A counting semaphore, bounded or not. Embed it. */
+typedef struct gh_sem {
+    gh_waiters waiters; /* private: tasks in gh_sem_acquire */
+    unsigned count;     /* private: units available */
+    unsigned bound;     /* private: most units it may hold; 0 = unbounded */
+} gh_sem;
+
+/**
+ * Initialise @sem with @count units. @bound > 0 makes it bounded: release
+ * beyond @bound fails with -EOVERFLOW (eventlet's BoundedSemaphore).
+ * @return 0; -EINVAL if @bound > 0 and @count > @bound. Any thread.
+ */
+int gh_sem_init(gh_sem *sem, unsigned count, unsigned bound);
+/** @return 0; -EBUSY while a task waits on it. Its hub's thread. */
+int gh_sem_destroy(gh_sem *sem);
+/**
+ * Take one unit, waiting while there is none. Units go to waiters in FIFO
+ * order (a release hands its unit straight to the first waiter).
+ * @return 0; -ETIMEDOUT; -ECANCELED; -EPERM; -EDEADLK; -EINVAL. Its hub's thread.
+ */
+int gh_sem_acquire(gh_sem *sem, int64_t timeout_ns);
+/**
+ * Give one unit back (to the first waiter if any).
+ * @return 0; -EOVERFLOW if bounded and already at its bound (nothing
+ * changes); -EINVAL. Its hub's thread (a timer callback too).
+ */
+int gh_sem_release(gh_sem *sem);
+/** Units available now. */
+unsigned gh_sem_count(const gh_sem *sem);
+
+/** A bounded FIFO of pointers between tasks of one hub. Embed it. */
+typedef struct gh_queue {
+    void **ring;           /* private: cap slots */
+    size_t cap, head, len; /* private */
+    gh_waiters getters;    /* private: tasks in gh_queue_get (queue empty) */
+    gh_waiters putters;    /* private: tasks in gh_queue_put (queue full) */
+} gh_queue;
+
+/** Initialise @q for @capacity (>= 1) items. @return 0; -EINVAL; -ENOMEM. Any thread. */
+int gh_queue_init(gh_queue *q, size_t capacity);
+/** Free @q's buffer (items still in it are dropped). @return 0; -EBUSY while tasks wait. */
+int gh_queue_destroy(gh_queue *q);
+/**
+ * Append @item, waiting while the queue is full. A waiting getter receives
+ * it directly. @return 0; -EAGAIN if full and @timeout_ns is 0; -ETIMEDOUT;
+ * -ECANCELED; -EPERM; -EDEADLK; -EINVAL. On error @item was not queued.
+ * Its hub's thread.
+ */
+int gh_queue_put(gh_queue *q, void *item, int64_t timeout_ns);
+/**
+ * Take the oldest item into *item, waiting while the queue is empty.
+ * @return 0; -EAGAIN if empty and @timeout_ns is 0; -ETIMEDOUT;
+ * -ECANCELED; -EPERM; -EDEADLK; -EINVAL. Its hub's thread.
+ */
+int gh_queue_get(gh_queue *q, void **item, int64_t timeout_ns);
+/** Items in @q now. */
+size_t gh_queue_len(const gh_queue *q);
+
+/** eventlet's GreenPool: at most `size` tasks running at once. Heap object. */
+typedef struct gh_pool gh_pool;
+
+/**
+ * A pool of @size (>= 1) slots on the calling thread's hub.
+ * @return the pool, or NULL with errno (EINVAL, ENOMEM). Hub thread.
+ */
+gh_pool *gh_pool_new(size_t size);
+/** Free @pool. @return 0; -EBUSY while it has running or waiting tasks; -EINVAL. */
+int gh_pool_free(gh_pool *pool);
+/**
+ * Run fn(arg) as a task of the pool, first waiting while every slot is
+ * taken. With @out non-NULL, *out is a task handle (gh_task_release it).
+ * @return 0; -ETIMEDOUT; -ECANCELED; -EPERM; -EDEADLK; -ENOMEM; -EINVAL
+ * (also from another hub's thread). On error fn does not run. Its hub's thread.
+ */
+int gh_pool_spawn(gh_pool *pool, void (*fn)(void *), void *arg, gh_task **out,
+                  int64_t timeout_ns);
+/**
+ * Wait until no task of the pool is running.
+ * @return 0; -ETIMEDOUT; -ECANCELED; -EPERM; -EDEADLK; -EINVAL. Its hub's thread.
+ */
+int gh_pool_waitall(gh_pool *pool, int64_t timeout_ns);
+/**
+ * Change the number of slots (>= 1). Growing lets waiting spawners in at
+ * once; shrinking below the running count lets running tasks finish.
+ * @return 0 or -EINVAL. Its hub's thread.
+ */
+int gh_pool_resize(gh_pool *pool, size_t size);
+/** Tasks of the pool running now (started or about to). */
+size_t gh_pool_running(const gh_pool *pool);
+/** Slots free now: size - running, 0 when shrunk below the running count. */
+size_t gh_pool_free_slots(const gh_pool *pool);
+/** Tasks waiting in gh_pool_spawn for a slot. */
+size_t gh_pool_waiting(const gh_pool *pool);
+
+/*
+ * gh_chan: a bounded channel of pointers between tasks of any hub and plain
+ * threads, Go style. A task waits green, a plain thread (no hub) blocks.
+ * Items go FIFO, each to exactly one receiver; a waiting receiver gets an
+ * item straight from the sender. Close: senders then get -EPIPE (and keep
+ * their item), receivers drain what is buffered, then get -EPIPE.
+ */
+typedef struct gh_chan gh_chan;
+
+/**
+ * A channel holding up to @capacity items; 0 makes it unbuffered (a send
+ * waits for its receiver). @return the channel or NULL + errno (ENOMEM).
+ * Any thread.
+ */
+gh_chan *gh_chan_new(size_t capacity);
+/**
+ * Free @c; buffered items are dropped. @return 0; -EBUSY while a task or
+ * thread waits on it; -EINVAL. Any thread, once no other one can use @c.
+ */
+int gh_chan_free(gh_chan *c);
+/**
+ * Send @item, waiting while the channel is full.
+ * @return 0 (a receiver will get it); -EPIPE if closed; -EAGAIN if full and
+ * @timeout_ns is 0; -ETIMEDOUT; -ECANCELED; -EPERM from a timer callback;
+ * -EINVAL. On error @item was not sent. Any thread.
+ */
+int gh_chan_send(gh_chan *c, void *item, int64_t timeout_ns);
+/**
+ * Receive the oldest item into *item, waiting while the channel is empty.
+ * @return 0; -EPIPE once closed and drained; -EAGAIN if empty and
+ * @timeout_ns is 0; -ETIMEDOUT; -ECANCELED; -EPERM; -EINVAL. Any thread.
+ */
+int gh_chan_recv(gh_chan *c, void **item, int64_t timeout_ns);
+/**
+ * Close @c: waiting senders fail with -EPIPE, waiting receivers with -EPIPE
+ * (the buffer is empty when they wait); buffered items stay to be received.
+ * @return 0; -EALREADY if already closed; -EINVAL. Any thread.
+ */
+int gh_chan_close(gh_chan *c);
+/** Items buffered now (a snapshot). Any thread. */
+size_t gh_chan_len(gh_chan *c);
+
+/*
+ * gh_tpool: native threads for blocking calls (eventlet's tpool, gevent's
+ * threadpool). The calling task waits green; the result comes back through
+ * its hub's handoff queue. Threads are made as jobs need them, up to the size.
+ */
+typedef struct gh_tpool gh_tpool;
+
+/**
+ * A private pool of up to @threads (>= 1) native threads, made lazily.
+ * @return the pool or NULL + errno (EINVAL, ENOMEM). Any thread.
+ */
+gh_tpool *gh_tpool_new(int threads);
+/**
+ * Run every queued job, then stop and join the threads and free @pool.
+ * Callers that timed out may still have jobs queued: they run first.
+ * Any thread but the pool's own; no thread may submit meanwhile.
+ */
+void gh_tpool_free(gh_tpool *pool);
+/**
+ * Set the size of @pool (>= 1); extra threads leave once idle.
+ * @return 0 or -EINVAL. Any thread.
+ */
+int gh_tpool_resize(gh_tpool *pool, int threads);
+/**
+ * Set the size of the default pool (default 4; made on first gh_tpool_run).
+ * @return 0 or -EINVAL. Any thread.
+ */
+int gh_tpool_set_size(int threads);
+/**
+ * Run fn(arg) on a thread of @pool and wait for its result. From a task:
+ * green; from a plain thread: the thread blocks. On timeout or kill, fn
+ * still runs to the end and its result is dropped (nothing is freed early).
+ * @return 0 and *result (@result may be NULL); -ETIMEDOUT; -ECANCELED;
+ * -EPERM from a timer callback; -ENOMEM; -EAGAIN if a thread cannot be
+ * made and none exists; -EINVAL. Any thread.
+ */
+int gh_tpool_run_on(gh_tpool *pool, void *(*fn)(void *), void *arg, void **result,
+                    int64_t timeout_ns);
+/** gh_tpool_run_on the default pool (made on first use). Any thread. */
+int gh_tpool_run(void *(*fn)(void *), void *arg, void **result, int64_t timeout_ns);
+
+/*
+ * Signals: the first gh_signal_wait for a signal installs greenhub's handler
+ * for it (replacing the previous one, which is kept for gh_signal_restore).
+ * The handler writes the signal number to a process-wide self-pipe; a router
+ * thread wakes every task (on every hub) and plain thread waiting for it.
+ * While the handler is installed, a delivery with no waiter is dropped.
+ */
+
+/**
+ * Wait for the next delivery of @signo (one that arrives after the call).
+ * @return 0; -ETIMEDOUT; -ECANCELED; -EPERM from a timer callback; -EINVAL
+ * for SIGKILL, SIGSTOP, the fault signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL)
+ * or a bad number; -ENOMEM/-EAGAIN if the router cannot be made. Any thread.
+ */
+int gh_signal_wait(int signo, int64_t timeout_ns);
+/** Tasks and threads waiting for @signo now (>= 0), or -EINVAL. Any thread. */
+int gh_signal_waiting(int signo);
+/**
+ * Put back the handler @signo had before greenhub's.
+ * @return 0 (also if greenhub never installed one); -EBUSY while someone
+ * waits for @signo; -EINVAL. Any thread.
+ */
+int gh_signal_restore(int signo);
+
 /* ======================================================================
  * Green sockets in depth (issue 4): send/recv, vectored I/O, sendfile,
  * host-name resolution off the hub thread, and a buffered reader.
