@@ -339,18 +339,18 @@ void gh__mainloop(gh_hub *h)
 {
     for (;;) {
         GH__STAT_ADD(h, loop_iterations, 1);
-        gh__inbox_run(h);
+        bool more = gh__inbox_run(h);
         if (h->runtime)
             gh__runtime_hub_tick(h);
         gh__timers_fire(h, gh_now());
         gh__run_ready(h);
 
-        int64_t timeout = hub_poll_timeout(h);
+        /* Handoffs left behind by the batch bound: poll, but do not sleep on them. */
+        int64_t timeout = more ? 0 : hub_poll_timeout(h);
         if (timeout != 0) {
             /* Announce the sleep, then look once more (see inbox.c). */
             atomic_store(&h->inbox.sleep_state, GH__INBOX_SLEEPING);
-            gh__inbox_run(h);
-            if (h->rq_head)
+            if (gh__inbox_run(h) || h->rq_head)
                 timeout = 0;
         }
         int n = h->ops->poll(h->bstate, timeout, hub_ready, h);

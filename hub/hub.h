@@ -263,8 +263,12 @@ static inline void gh__waitq_remove(gh__waitq *q, gh_task *t)
 
 /* --------------------------------------------------------------- inbox */
 
-/* Drain handed-off work into the run queue (MAINLOOP step 1). */
-void gh__inbox_run(gh_hub *h);
+/*
+ * Move handed-off work into the run queue (MAINLOOP step 1), at most a bounded
+ * batch: producers that never pause must not keep the hub in this loop.
+ * Returns true when messages may be left (the hub must not sleep on them).
+ */
+bool gh__inbox_run(gh_hub *h);
 /*
  * Wake task @t of hub @h from any thread with a message node @m the task
  * allocated (so this cannot fail); @t must have counted it in xwakes_inflight.

@@ -216,8 +216,13 @@ static void inbox_leave(gh_hub *h, gh__inbox *in)
 
 int gh__inbox_post(gh_hub *h, gh__inbox *in, gh__msg *m)
 {
+    /* Closed is for good: refuse without touching the count the stopping hub waits on. */
+    if (atomic_load_explicit(&in->gate, memory_order_acquire) & 1)
+        return -ESHUTDOWN;
     if (atomic_fetch_add(&in->gate, 2) & 1) {
-        atomic_fetch_sub(&in->gate, 2);
+        /* Raced the close: the hub may be asleep waiting for this count to clear. */
+        if (atomic_fetch_sub(&in->gate, 2) == 3)
+            inbox_write_fd(h, in);
         return -ESHUTDOWN;
     }
     inbox_push(h, in, m);
@@ -293,18 +298,22 @@ void gh__post_wake_msg(gh_hub *h, gh__msg *m, gh_task *t, uint32_t park_seq, int
     inbox_leave(h, &h->inbox);
 }
 
-void gh__inbox_run(gh_hub *h)
+#define INBOX_BATCH 1024
+
+bool gh__inbox_run(gh_hub *h)
 {
     gh__msg *m;
     uint64_t spawned = 0;
+    bool more = false;
 
-    while ((m = gh__inbox_pop(&h->inbox))) {
+    for (int budget = INBOX_BATCH; (m = gh__inbox_pop(&h->inbox)); ) {
         if (m->kind == GH__MSG_SPAWN) {
             /* A task struct cannot be had: keep the message for the next iteration. */
             if (!gh__task_spawn(h, m->fn, m->arg, false, 0)) {
                 fprintf(stderr, "greenhub: out of memory spawning a handoff; retrying\n");
                 /* Re-queue at the back; nothing handed to greenhub is dropped. */
                 inbox_push(h, &h->inbox, m);
+                more = true;
                 break;
             }
             spawned++;
@@ -318,7 +327,12 @@ void gh__inbox_run(gh_hub *h)
                 gh__task_maybe_free(h, t);
         }
         gh__msg_free(m);
+        if (--budget == 0) {
+            more = true;
+            break;
+        }
     }
     if (spawned)
         GH__STAT_ADD(h, handoffs_in, spawned);
+    return more;
 }
