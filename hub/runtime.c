@@ -40,12 +40,14 @@ void gh__runtime_hub_tick(gh_hub *h)
 {
     if (!atomic_load_explicit(&h->stop_requested, memory_order_acquire))
         return;
-    if (h->cb_timers)
-        gh__timers_drop(h, true);
     if (!h->killed_all && atomic_load(&h->kill_all)) {
         h->killed_all = true;
         gh__task_kill_all(h);
     }
+    /* Repeating timers go at once; past the drain timeout one-shots too, or a far one
+     * would keep the hub (and gh_runtime_stop) waiting after every task was killed. */
+    if (h->cb_timers)
+        gh__timers_drop(h, !h->killed_all);
 }
 
 bool gh__runtime_hub_drained(gh_hub *h)

@@ -304,6 +304,12 @@ void gh__task_kill_all(gh_hub *h)
         t->killed = true;
         if (t->state == GH__TASK_BLOCKED)
             gh__task_wake_detach(t, -ECANCELED);
+        /* Not started yet and delayed (gh_spawn_after): start it now, already cancelled,
+         * rather than keep a stopping hub alive until its start time. */
+        if (t->state == GH__TASK_NEW && !t->in_runq && t->timeout.heap_idx != GH__NOT_IN_HEAP) {
+            gh__timer_remove(&h->timers, &t->timeout);
+            gh__runq_push(h, t);
+        }
     }
 }
 
