@@ -498,6 +498,9 @@ int gh__sched_start_main(gh_hub *h)
 
 void gh__sched_term(gh_hub *h)
 {
+    /* Empty the run queue first: it links tasks that the loop below frees. */
+    while (h->rq_head)
+        runq_pop(h);
     /* Tasks that never finished: drop them and their stacks (thread exit, hub close). */
     while (h->all) {
         gh_task *t = h->all;
@@ -511,8 +514,6 @@ void gh__sched_term(gh_hub *h)
         }
         free(t);
     }
-    while (h->rq_head)
-        runq_pop(h);
     while (h->free_tasks) {
         gh_task *t = h->free_tasks;
         h->free_tasks = t->rq_next;
