@@ -15,31 +15,31 @@
 
 #define HEAP_ARITY 4
 
-static inline bool timer_before(const gh_timer *a, const gh_timer *b)
+static inline bool timer_before(gh__timer_slot a, gh__timer_slot b)
 {
-    return a->when < b->when || (a->when == b->when && a->seq < b->seq);
+    return a.when < b.when || (a.when == b.when && a.t->seq < b.t->seq);
 }
 
-static void timer_place(gh__timer_heap *th, uint32_t i, gh_timer *t)
+static inline void timer_place(gh__timer_heap *th, uint32_t i, gh__timer_slot s)
 {
-    th->items[i] = t;
-    t->heap_idx = i;
+    th->items[i] = s;
+    s.t->heap_idx = i;
 }
 
-static void timer_sift_up(gh__timer_heap *th, uint32_t i, gh_timer *t)
+static void timer_sift_up(gh__timer_heap *th, uint32_t i, gh__timer_slot s)
 {
     while (i > 0) {
         uint32_t parent = (i - 1) / HEAP_ARITY;
-        gh_timer *p = th->items[parent];
-        if (!timer_before(t, p))
+        gh__timer_slot p = th->items[parent];
+        if (!timer_before(s, p))
             break;
         timer_place(th, i, p);
         i = parent;
     }
-    timer_place(th, i, t);
+    timer_place(th, i, s);
 }
 
-static void timer_sift_down(gh__timer_heap *th, uint32_t i, gh_timer *t)
+static void timer_sift_down(gh__timer_heap *th, uint32_t i, gh__timer_slot s)
 {
     for (;;) {
         uint32_t first = i * HEAP_ARITY + 1;
@@ -50,12 +50,12 @@ static void timer_sift_down(gh__timer_heap *th, uint32_t i, gh_timer *t)
         for (uint32_t c = first + 1; c < last; c++)
             if (timer_before(th->items[c], th->items[best]))
                 best = c;
-        if (!timer_before(th->items[best], t))
+        if (!timer_before(th->items[best], s))
             break;
         timer_place(th, i, th->items[best]);
         i = best;
     }
-    timer_place(th, i, t);
+    timer_place(th, i, s);
 }
 
 void gh__timer_heap_init(gh__timer_heap *th)
@@ -76,14 +76,14 @@ int gh__timer_add(gh__timer_heap *th, gh_timer *t)
 {
     if (th->len == th->cap) {
         uint32_t cap = th->cap ? th->cap * 2 : 64;
-        gh_timer **items = realloc(th->items, (size_t)cap * sizeof *items);
+        gh__timer_slot *items = realloc(th->items, (size_t)cap * sizeof *items);
         if (!items)
             return -ENOMEM;
         th->items = items;
         th->cap = cap;
     }
     t->seq = th->next_seq++;
-    timer_sift_up(th, th->len++, t);
+    timer_sift_up(th, th->len++, (gh__timer_slot){t->when, t});
     return 0;
 }
 
@@ -92,10 +92,10 @@ void gh__timer_remove(gh__timer_heap *th, gh_timer *t)
     uint32_t i = t->heap_idx;
     if (i == GH__NOT_IN_HEAP)
         return;
-    GH_ASSERT(i < th->len && th->items[i] == t);
+    GH_ASSERT(i < th->len && th->items[i].t == t);
     t->heap_idx = GH__NOT_IN_HEAP;
-    gh_timer *last = th->items[--th->len];
-    if (last == t)
+    gh__timer_slot last = th->items[--th->len];
+    if (last.t == t)
         return;
     if (i > 0 && timer_before(last, th->items[(i - 1) / HEAP_ARITY]))
         timer_sift_up(th, i, last);
@@ -106,10 +106,10 @@ void gh__timer_remove(gh__timer_heap *th, gh_timer *t)
 /* Take the earliest timer off the heap. */
 static void timer_pop_min(gh__timer_heap *th)
 {
-    gh_timer *t = th->items[0];
+    gh_timer *t = th->items[0].t;
     t->heap_idx = GH__NOT_IN_HEAP;
-    gh_timer *last = th->items[--th->len];
-    if (th->len > 0 && last != t)
+    gh__timer_slot last = th->items[--th->len];
+    if (th->len > 0 && last.t != t)
         timer_sift_down(th, 0, last);
 }
 
@@ -162,7 +162,7 @@ void gh__timers_fire(gh_hub *h, int64_t now)
 void gh__timers_drop(gh_hub *h, bool repeating_only)
 {
     for (uint32_t i = 0; i < h->timers.len;) {
-        gh_timer *t = h->timers.items[i];
+        gh_timer *t = h->timers.items[i].t;
         if ((t->flags & GH__TIMER_EMBEDDED) || (repeating_only && t->interval <= 0)) {
             i++;
             continue;
