@@ -1,0 +1,181 @@
+/*
+ * echo_server.c — eventlet's echo server, on greenhub.
+ *
+ * Listens on port 6000 (or --port N; 0 picks a free port) and echoes back
+ * every byte a client sends, as it arrives, so telnet/nc lines come back
+ * whole. One green task per client; a client that leaves ends its task.
+ * SIGINT or SIGTERM stops it cleanly: no new clients, every connection
+ * closed, the hub closed.
+ *
+ *   ./echo_server [--port N] [--backend epoll|poll|select|io_uring|libev|libevent]
+ *   telnet localhost 6000
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "greenhub.h"
+
+#define MAX_CLIENTS 4096
+
+/* Open client connections, so a stop can close them (and so end their tasks). */
+static int clients[MAX_CLIENTS];
+static int nclients;
+static int listen_fd = -1;
+static int stop_pipe[2] = {-1, -1};
+
+static void client_add(int fd)
+{
+    if (nclients < MAX_CLIENTS)
+        clients[nclients++] = fd;
+}
+
+static int client_remove(int fd)
+{
+    for (int i = 0; i < nclients; i++) {
+        if (clients[i] == fd) {
+            clients[i] = clients[--nclients];
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void handle(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char buf[4096];
+
+    printf("client connected\n");
+    fflush(stdout);
+    for (;;) {
+        ssize_t n = gh_read(fd, buf, sizeof buf, GH_FOREVER);
+        if (n <= 0)
+            break; /* 0: the client left; <0: an error, or the server is stopping */
+        if (gh_write_all(fd, buf, (size_t)n, GH_FOREVER) < 0)
+            break;
+    }
+    /* A stop closes the fd itself (and takes it off the list); otherwise we do. */
+    if (client_remove(fd))
+        gh_close(fd);
+    printf("client disconnected\n");
+    fflush(stdout);
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    ssize_t w = write(stop_pipe[1], "x", 1);
+    (void)w;
+    errno = saved;
+}
+
+/* Waits for a signal, then stops the accept loop and every client. */
+static void stopper(void *arg)
+{
+    (void)arg;
+    char c;
+    if (gh_read(stop_pipe[0], &c, 1, GH_FOREVER) != 1)
+        return;
+    printf("stopping\n");
+    fflush(stdout);
+    gh_close(listen_fd); /* wakes the accept loop with -EBADF */
+    while (nclients > 0)
+        gh_close(clients[--nclients]); /* wakes each client task with -EBADF */
+}
+
+static void usage(const char *argv0)
+{
+    fprintf(stderr, "usage: %s [--port N] [--backend NAME]\n", argv0);
+}
+
+int main(int argc, char **argv)
+{
+    int port = 6000;
+    const char *backend = NULL;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 0 || v > 65535) {
+                usage(argv[0]);
+                return 2;
+            }
+            port = (int)v;
+        } else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc) {
+            backend = argv[++i];
+        } else {
+            usage(argv[0]);
+            return 2;
+        }
+    }
+
+    if (backend) {
+        int err = gh_use_hub(backend);
+        if (err) {
+            fprintf(stderr, "echo_server: backend %s: %s\n", backend, gh_strerror(err));
+            return 1;
+        }
+    }
+
+    if (pipe2(stop_pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+        perror("echo_server: pipe");
+        return 1;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    listen_fd = gh_listen("0.0.0.0", port, 128);
+    if (listen_fd < 0) {
+        fprintf(stderr, "echo_server: listen on port %d: %s\n", port, gh_strerror(listen_fd));
+        return 1;
+    }
+    struct sockaddr_in sin;
+    socklen_t len = sizeof sin;
+    if (getsockname(listen_fd, (struct sockaddr *)&sin, &len) == 0)
+        port = ntohs(sin.sin_port);
+    printf("server socket listening on port %d (backend %s)\n", port,
+           gh_hub_backend(gh_get_hub()));
+    fflush(stdout);
+
+    gh_spawn_n(stopper, NULL);
+    for (;;) {
+        int fd = gh_accept(listen_fd, GH_FOREVER);
+        if (fd == -EBADF)
+            break; /* stopped */
+        if (fd < 0) {
+            fprintf(stderr, "echo_server: accept: %s\n", gh_strerror(fd));
+            if (fd == -EMFILE || fd == -ENFILE)
+                gh_sleep(100 * GH_MSEC); /* let some clients leave */
+            continue;
+        }
+        client_add(fd);
+        if (gh_spawn_n(handle, (void *)(intptr_t)fd) != 0) {
+            client_remove(fd);
+            gh_close(fd);
+        }
+    }
+
+    /* Let every client task see its closed fd and finish, then free the hub. */
+    int err = gh_hub_run();
+    gh_close(stop_pipe[0]);
+    close(stop_pipe[1]);
+    if (err == 0)
+        err = gh_hub_close();
+    printf("bye\n");
+    return err == 0 ? 0 : 1;
+}
