@@ -240,8 +240,9 @@ static int uring_flush(uring_state *s)
         } else if (e->interest && e->recheck) {
             if (!(sqe = uring_get_sqe(s)))
                 break;
-            /* Same mask, same user_data: the kernel re-arms, re-checking the level. */
-            io_uring_prep_poll_update(sqe, uring_ud(fd, e->gen), uring_ud(fd, e->gen),
+            /* Same mask (new user_data must be 0 without UPDATE_USER_DATA): the
+             * kernel re-arms the poll, re-checking the level. */
+            io_uring_prep_poll_update(sqe, uring_ud(fd, e->gen), 0,
                                       uring_poll_mask(e->interest), IORING_POLL_UPDATE_EVENTS);
             io_uring_sqe_set_data64(sqe, URING_UD_OTHER);
             e->recheck = 0;
@@ -275,7 +276,8 @@ static int uring_dispatch(uring_state *s, gh_backend_ready_fn ready, void *ctx)
             reported++;
         }
     }
-    memmove(s->batch, s->batch + todo, (size_t)(s->nbatch - todo) * sizeof(*s->batch));
+    if (s->nbatch > todo)
+        memmove(s->batch, s->batch + todo, (size_t)(s->nbatch - todo) * sizeof(*s->batch));
     s->nbatch -= todo;
     return reported;
 }

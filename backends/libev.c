@@ -14,13 +14,17 @@
  *    the application set — and it records -errno in a thread-local that poll
  *    returns. libev still aborts on out-of-memory (ev_realloc) and on its own
  *    assertions (Debian builds libev with them: watch() refuses fd < 0).
- *  - An fd that libev cannot register (closed behind our back) is stopped by
- *    libev itself and fed EV_ERROR; we report it as every watched direction
- *    and, to stay level-triggered, check it again (fcntl F_GETFD) at each
- *    later poll: still closed is reported at once, a reused number is
- *    re-registered. When the close happened between watch() and the poll,
- *    libev feeds EV_ERROR only after that poll's wait ends (timeout or
- *    another event): forget an fd before closing it.
+ *  - Debian's libev asserts (abort) when epoll_ctl says EBADF, i.e. when it
+ *    registers a watcher whose fd was closed without being forgotten. So
+ *    every fd whose watcher was started since the last ev_run is checked
+ *    (fcntl F_GETFD, one syscall per changed fd) right before ev_run; a closed
+ *    one is stopped and reported as every watched direction, and checked
+ *    again at each later poll (level-triggered) until forgotten or reused.
+ *    What this cannot cover: libev re-registers every fd after an epoll_ctl
+ *    failure on an event (its "postfork" path); a watched fd closed behind
+ *    our back at that moment still trips the assertion. Forget before close.
+ *  - Any other fd error makes libev stop the watcher and feed EV_ERROR; it is
+ *    reported the same way.
  *  - libev's epoll backend maps EPOLLERR/EPOLLHUP to EV_READ|EV_WRITE, so
  *    those are reported as every watched direction; it never asks for
  *    EPOLLRDHUP, so a peer's half-close is reported as readable only.
@@ -51,16 +55,20 @@
 typedef struct libev_fd {
     ev_io io;
     int interest; /* GH_READ|GH_WRITE as the hub watches it, 0 = not watched */
-    int killed;   /* libev stopped io after an fd error; on the killed list */
+    int killed;   /* stopped after an fd error; on the killed list */
+    int changed;  /* started since the last ev_run; on the changed list */
 } libev_fd;
 
 typedef struct libev_state {
     struct ev_loop *loop;
     libev_fd **fds;  /* indexed by fd, nfds long; NULL = never watched */
     int nfds;
-    int *killed;     /* fds whose watcher libev stopped with EV_ERROR */
+    int *killed;     /* fds whose watcher was stopped after an fd error */
     int nkilled;
     int capkilled;
+    int *changed;    /* fds whose watcher was started since the last ev_run */
+    int nchanged;
+    int capchanged;
     ev_timer timer;  /* the poll timeout */
     gh_backend_ready_fn ready; /* set for the duration of poll */
     void *ctx;
@@ -89,6 +97,21 @@ static int64_t libev_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Append fd to a list; 0, or -ENOMEM with the list unchanged. */
+static int libev_push(int **list, int *n, int *cap, int fd)
+{
+    if (*n == *cap) {
+        int c = *cap ? *cap * 2 : 16;
+        int *l = realloc(*list, (size_t)c * sizeof(*l));
+        if (!l)
+            return -ENOMEM;
+        *list = l;
+        *cap = c;
+    }
+    (*list)[(*n)++] = fd;
+    return 0;
+}
+
 static void libev_report(libev_state *s, int fd, int events)
 {
     if (events && s->ready) {
@@ -103,21 +126,10 @@ static void libev_io_cb(struct ev_loop *loop, ev_io *w, int revents)
     libev_state *s = w->data;
     int events;
     if (revents & EV_ERROR) {
-        if (!ev_is_active(w) && e->interest && !e->killed) {
-            if (s->nkilled == s->capkilled) {
-                int n = s->capkilled ? s->capkilled * 2 : 16;
-                int *k = realloc(s->killed, (size_t)n * sizeof(*k));
-                if (k) {
-                    s->killed = k;
-                    s->capkilled = n;
-                }
-            }
-            /* Without room it is reported now but not re-checked: OOM only. */
-            if (s->nkilled < s->capkilled) {
-                e->killed = 1;
-                s->killed[s->nkilled++] = w->fd;
-            }
-        }
+        /* Without room it is reported now but not re-checked: OOM only. */
+        if (!ev_is_active(w) && e->interest && !e->killed &&
+            libev_push(&s->killed, &s->nkilled, &s->capkilled, w->fd) == 0)
+            e->killed = 1;
         events = e->interest;
     } else {
         events = (((revents & EV_READ) ? GH_READ : 0) | ((revents & EV_WRITE) ? GH_WRITE : 0)) &
@@ -165,6 +177,7 @@ static void libev_backend_destroy(void *state)
     ev_loop_destroy(s->loop);
     free(s->fds);
     free(s->killed);
+    free(s->changed);
     free(s);
 }
 
@@ -228,28 +241,52 @@ static int libev_backend_watch(void *state, int fd, int old_events, int new_even
         ev_io_modify(&e->io, libev_mask(new_events)); /* same file, new mask */
     else
         ev_io_set(&e->io, fd, libev_mask(new_events)); /* (maybe) a new file: libev re-checks */
+    if (!e->changed) {
+        if (libev_push(&s->changed, &s->nchanged, &s->capchanged, fd) < 0)
+            return -ENOMEM;
+        e->changed = 1;
+    }
     ev_io_start(s->loop, &e->io);
     e->interest = new_events;
     e->killed = 0;
     return 0;
 }
 
-/* Watchers libev killed: report the still-closed fds now, restart the others. */
+/* Before ev_run registers them, stop the started watchers whose fd is closed
+ * (libev would assert on the EBADF) and put them on the killed list, for
+ * libev_revive to report. Runs no callback. */
+static void libev_check_changed(libev_state *s)
+{
+    for (int i = 0; i < s->nchanged; i++) {
+        int fd = s->changed[i];
+        libev_fd *e = s->fds[fd];
+        e->changed = 0;
+        if (!ev_is_active(&e->io) || fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+            continue;
+        ev_io_stop(s->loop, &e->io);
+        if (!e->killed && libev_push(&s->killed, &s->nkilled, &s->capkilled, fd) == 0)
+            e->killed = 1;
+    }
+    s->nchanged = 0;
+}
+
+/* Stopped watchers of closed fds: report the still-closed fds, restart the
+ * others (checked just now, so libev may register them). Callbacks may call
+ * watch(), which never adds to the killed list, only takes fds off it. */
 static void libev_revive(libev_state *s)
 {
     int n = s->nkilled;
     s->nkilled = 0;
     for (int i = 0; i < n; i++) {
         int fd = s->killed[i];
-        libev_fd *e = fd < s->nfds ? s->fds[fd] : NULL;
-        if (!e || !e->killed)
+        libev_fd *e = s->fds[fd];
+        if (!e->killed)
             continue;
         e->killed = 0;
         if (!e->interest || ev_is_active(&e->io))
             continue;
         if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
-            /* Still closed: stays killed; the hub hears of it again. */
-            e->killed = 1;
+            e->killed = 1; /* stays on the list (slot nkilled <= i is done) */
             s->killed[s->nkilled++] = fd;
             libev_report(s, fd, e->interest);
         } else {
@@ -273,6 +310,7 @@ static int libev_backend_poll(void *state, int64_t timeout_ns, gh_backend_ready_
     s->ctx = ctx;
     s->reported = 0;
     libev_syserr = 0;
+    libev_check_changed(s);
     libev_revive(s);
 
     int ret = 0;
@@ -303,6 +341,7 @@ static int libev_backend_poll(void *state, int64_t timeout_ns, gh_backend_ready_
                 break;
             timeout_ns = deadline - now;
         }
+        libev_check_changed(s); /* callbacks may have started watchers */
         libev_revive(s);
     }
     s->ready = NULL;

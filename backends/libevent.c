@@ -28,7 +28,8 @@
  *    wakeup fd, which works on every backend.
  *  - The timeout is a timer event, rounded up to microseconds; poll(-1) arms
  *    a day-long one (event_base_loop returns at once with nothing pending).
- *    Timeout 0 is EVLOOP_NONBLOCK. A loop that ended with nothing to report
+ *    Timeout 0 is EVLOOP_NONBLOCK|EVLOOP_ONCE (NONBLOCK alone keeps looping
+ *    while a level-triggered fd stays active). A loop that ended with nothing to report
  *    waits out the rest of the timeout on our monotonic deadline.
  *  - libevent calls exit/abort on its own fatal internal errors (event_errx);
  *    that cannot be turned off, only observed (event_set_fatal_callback).
@@ -243,7 +244,9 @@ static int libevent_backend_poll(void *state, int64_t timeout_ns, gh_backend_rea
 
     int ret = 0;
     for (;;) {
-        int flags = EVLOOP_NONBLOCK;
+        /* NONBLOCK alone loops while an fd stays active (level-triggered:
+         * forever); with ONCE it stops after one round of callbacks. */
+        int flags = EVLOOP_NONBLOCK | EVLOOP_ONCE;
         if (timeout_ns != 0) {
             struct timeval tv = {.tv_sec = LIBEVENT_FOREVER_S, .tv_usec = 0};
             if (timeout_ns > 0 && timeout_ns < (int64_t)LIBEVENT_FOREVER_S * 1000000000) {

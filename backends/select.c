@@ -12,8 +12,9 @@
  *    GH_WRITE (poll and epoll report both directions there).
  *  - An fd closed behind our back makes the whole pselect fail with EBADF.
  *    poll then finds the closed fds (fcntl F_GETFD) and reports each as every
- *    watched direction, so its task retries and sees EBADF; it stays "ready"
- *    until it is forgotten.
+ *    watched direction, so its task retries and sees EBADF (it stays "ready"
+ *    until it is forgotten), plus whatever else a zero-timeout pselect
+ *    without them finds ready.
  *  - Callbacks may call watch(): dispatch iterates over the result sets (our
  *    own copies) and re-checks the master sets for each fd; an fd (re)added
  *    after pselect returned is skipped, so a forgotten fd's number taken by a
@@ -94,17 +95,19 @@ static int select_backend_watch(void *state, int fd, int old_events, int new_eve
     return 0;
 }
 
-/* Report what r/w say, re-checking the master sets before each fd. */
-static int select_dispatch(select_state *s, int top, const fd_set *r, const fd_set *w, int all,
-                           gh_backend_ready_fn ready, void *ctx)
+/* Report what r/w say, re-checking the master sets before each fd; fds in
+ * bad (closed behind our back) are reported as every watched direction. */
+static int select_dispatch(select_state *s, int top, const fd_set *r, const fd_set *w,
+                           const fd_set *bad, gh_backend_ready_fn ready, void *ctx)
 {
     int reported = 0;
     for (int fd = 0; fd <= top; fd++) {
+        int is_bad = bad && FD_ISSET(fd, bad);
         int got = (FD_ISSET(fd, r) ? GH_READ : 0) | (FD_ISSET(fd, w) ? GH_WRITE : 0);
-        if (!got || s->added_at[fd] == s->seq)
+        if ((!got && !is_bad) || s->added_at[fd] == s->seq)
             continue;
         int interest = select_interest(s, fd);
-        int events = all ? interest : got & interest;
+        int events = is_bad ? interest : got & interest;
         if (events) {
             ready(ctx, fd, events);
             reported++;
@@ -113,22 +116,33 @@ static int select_dispatch(select_state *s, int top, const fd_set *r, const fd_s
     return reported;
 }
 
-/* pselect failed with EBADF: report every watched fd that is closed. */
+/* pselect failed with EBADF: find the watched fds that are closed, report
+ * them, and report the others that are ready now (a zero-timeout pselect
+ * without the closed ones). */
 static int select_report_closed(select_state *s, gh_backend_ready_fn ready, void *ctx)
 {
-    fd_set bad;
+    fd_set bad, r, w;
     FD_ZERO(&bad);
+    r = s->rfds;
+    w = s->wfds;
     int top = s->maxfd, nbad = 0;
     for (int fd = 0; fd <= top; fd++) {
         if (select_interest(s, fd) && fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
             FD_SET(fd, &bad);
+            FD_CLR(fd, &r);
+            FD_CLR(fd, &w);
             nbad++;
         }
     }
     if (!nbad)
-        return -EBADF;
+        return -EBADF; /* reopened meanwhile: the caller polls again */
+    struct timespec zero = {0, 0};
+    if (pselect(top + 1, &r, &w, NULL, &zero, NULL) <= 0) {
+        FD_ZERO(&r);
+        FD_ZERO(&w);
+    }
     s->seq++;
-    return select_dispatch(s, top, &bad, &bad, 1, ready, ctx);
+    return select_dispatch(s, top, &r, &w, &bad, ready, ctx);
 }
 
 static int select_backend_poll(void *state, int64_t timeout_ns, gh_backend_ready_fn ready,
@@ -162,7 +176,7 @@ static int select_backend_poll(void *state, int64_t timeout_ns, gh_backend_ready
         }
 
         s->seq++;
-        int reported = n ? select_dispatch(s, top, &r, &w, 0, ready, ctx) : 0;
+        int reported = n ? select_dispatch(s, top, &r, &w, NULL, ready, ctx) : 0;
 
         if (reported || timeout_ns == 0)
             return reported;

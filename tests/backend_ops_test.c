@@ -1,0 +1,920 @@
+/*
+ * backend_ops_test.c — every built-in backend's ops, driven directly with real
+ * pipes and socketpairs: no hub, no task. One cmocka group per backend (plus
+ * io_uring in multishot mode); a backend the system refuses (-ENOSYS/-EPERM
+ * from init) has its group skipped.
+ *
+ * The fixture keeps its own model of the interest it gave each fd, and the
+ * ready callback checks every report against it: an fd is reported at most
+ * once per poll, with a non-empty subset of the directions it is watched for
+ * at the moment of the report (watch() calls made by callbacks included).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+#include <dirent.h>
+
+#include <cmocka.h>
+
+#include "greenhub_backend.h"
+
+#define MAX_FD     65536
+#define MAX_REPORT 4096
+#define MS         1000000LL
+/* Timing checks never allow early; late is allowed generously (sanitizers, noisy CI). */
+#define LATE_NS (800 * MS)
+
+/** A group: one backend, maybe in a mode chosen through the environment. */
+typedef struct backend_case {
+    const gh_backend_ops *ops;
+    const char *env_name; /* set to env_value for init, or NULL */
+    const char *env_value;
+    char label[64];
+} backend_case;
+
+typedef struct report {
+    int fd;
+    int events;
+} report;
+
+typedef struct fixture fixture;
+typedef void (*hook_fn)(fixture *f, int fd, int events);
+
+struct fixture {
+    const backend_case *bc;
+    void *st;                  /* backend state, NULL when the backend is unavailable */
+    int init_err;
+    int open_fds_before;       /* to check that destroy and the test leak no fd */
+    uint8_t interest[MAX_FD];  /* our model of what each fd is watched for */
+    int owned[4096];           /* fds the test opened, closed at teardown */
+    int nowned;
+    report got[MAX_REPORT];    /* reports of the last poll */
+    int ngot;
+    hook_fn hook;              /* called from the ready callback */
+    int hook_fds[4];           /* hook parameters */
+    int hook_done;
+};
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int count_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the directory's own fd */
+}
+
+static int is_select(const fixture *f)
+{
+    return strcmp(f->bc->ops->name, "select") == 0;
+}
+
+static int is_libevent(const fixture *f)
+{
+    return strcmp(f->bc->ops->name, "libevent") == 0;
+}
+
+static void own(fixture *f, int fd)
+{
+    assert_true(f->nowned < (int)(sizeof(f->owned) / sizeof(f->owned[0])));
+    f->owned[f->nowned++] = fd;
+}
+
+static void disown(fixture *f, int fd)
+{
+    for (int i = 0; i < f->nowned; i++) {
+        if (f->owned[i] == fd) {
+            f->owned[i] = f->owned[--f->nowned];
+            return;
+        }
+    }
+}
+
+static void close_fd(fixture *f, int fd)
+{
+    disown(f, fd);
+    assert_int_equal(close(fd), 0);
+}
+
+static void make_pipe(fixture *f, int p[2])
+{
+    assert_int_equal(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    own(f, p[0]);
+    own(f, p[1]);
+}
+
+static void make_socketpair(fixture *f, int s[2])
+{
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, s), 0);
+    own(f, s[0]);
+    own(f, s[1]);
+}
+
+static void put_byte(int fd)
+{
+    assert_int_equal(write(fd, "x", 1), 1);
+}
+
+static void drain(int fd)
+{
+    char buf[65536];
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+}
+
+/* Change fd's interest, passing the old interest from our model. */
+static int watch(fixture *f, int fd, int events)
+{
+    int old = fd >= 0 && fd < MAX_FD ? f->interest[fd] : 0;
+    int r = f->bc->ops->watch(f->st, fd, old, events);
+    if (r == 0 && fd >= 0 && fd < MAX_FD)
+        f->interest[fd] = (uint8_t)events;
+    return r;
+}
+
+static void watch_ok(fixture *f, int fd, int events)
+{
+    assert_int_equal(watch(f, fd, events), 0);
+}
+
+static void on_ready(void *ctx, int fd, int events)
+{
+    fixture *f = ctx;
+    assert_true(fd >= 0 && fd < MAX_FD);
+    assert_true(events != 0);
+    assert_int_equal(events & ~(GH_READ | GH_WRITE), 0);
+    /* Only directions watched right now. */
+    assert_int_equal(events & ~f->interest[fd], 0);
+    for (int i = 0; i < f->ngot; i++)
+        assert_int_not_equal(f->got[i].fd, fd); /* at most once per poll */
+    assert_true(f->ngot < MAX_REPORT);
+    f->got[f->ngot++] = (report){fd, events};
+    if (f->hook)
+        f->hook(f, fd, events);
+}
+
+/* One poll; checks that its return value counts the reports. */
+static int poll_for(fixture *f, int64_t timeout_ns)
+{
+    f->ngot = 0;
+    int r = f->bc->ops->poll(f->st, timeout_ns, on_ready, f);
+    assert_true(r >= 0);
+    assert_int_equal(r, f->ngot);
+    return r;
+}
+
+/* The events reported for fd by the last poll, 0 if none. */
+static int got(const fixture *f, int fd)
+{
+    for (int i = 0; i < f->ngot; i++)
+        if (f->got[i].fd == fd)
+            return f->got[i].events;
+    return 0;
+}
+
+/* Poll until fd is reported (a backend may wake for other reasons), at most 2s. */
+static int poll_until(fixture *f, int fd)
+{
+    int64_t end = now_ns() + 2000 * MS;
+    do {
+        poll_for(f, 500 * MS);
+        if (got(f, fd))
+            return got(f, fd);
+    } while (now_ns() < end);
+    return 0;
+}
+
+/* ---- fixture ---------------------------------------------------------- */
+
+static int setup(void **state)
+{
+    const backend_case *bc = *state;
+    fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    f->bc = bc;
+    f->open_fds_before = count_open_fds();
+    if (bc->env_name)
+        setenv(bc->env_name, bc->env_value, 1);
+    f->init_err = bc->ops->init(&f->st);
+    if (bc->env_name)
+        unsetenv(bc->env_name);
+    if (f->init_err) {
+        /* Only "the system refuses this mechanism" may skip a backend. */
+        assert_true(f->init_err == -ENOSYS || f->init_err == -EPERM);
+        f->st = NULL;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    if (f->st)
+        f->bc->ops->destroy(f->st);
+    while (f->nowned)
+        close(f->owned[--f->nowned]);
+    int leaked = count_open_fds() - f->open_fds_before;
+    *state = (void *)f->bc;
+    free(f);
+    if (leaked != 0) {
+        fprintf(stderr, "fd leak: %d\n", leaked);
+        return -1;
+    }
+    return 0;
+}
+
+#define NEED_BACKEND(f)                                                                   \
+    do {                                                                                  \
+        if (!(f)->st) {                                                                   \
+            print_message("[ SKIP ] %s: init returned %d\n", (f)->bc->label, (f)->init_err); \
+            skip();                                                                       \
+        }                                                                                 \
+    } while (0)
+
+/* ---- tests ------------------------------------------------------------ */
+
+static void test_backend_init_destroy(void **state)
+{
+    fixture *f = *state;
+    NEED_BACKEND(f);
+    assert_int_equal(f->bc->ops->abi, GH_BACKEND_ABI);
+    int p[2];
+    make_pipe(f, p);
+    for (int i = 0; i < 3; i++) {
+        void *st = NULL;
+        assert_int_equal(f->bc->ops->init(&st), 0);
+        assert_non_null(st);
+        assert_int_equal(f->bc->ops->watch(st, p[0], 0, GH_READ), 0);
+        assert_int_equal(f->bc->ops->watch(st, p[1], 0, GH_WRITE), 0);
+        f->bc->ops->destroy(st);
+        /* destroy does not close watched fds */
+        assert_true(fcntl(p[0], F_GETFD) >= 0);
+        assert_true(fcntl(p[1], F_GETFD) >= 0);
+    }
+}
+
+static void test_backend_read_after_write(void **state)
+{
+    fixture *f = *state;
+    NEED_BACKEND(f);
+    int p[2];
+    make_pipe(f, p);
+    watch_ok(f, p[0], GH_READ);
+    assert_int_equal(poll_for(f, 0), 0);
+    assert_int_equal(poll_for(f, 30 * MS), 0);
+    put_byte(p[1]);
+    assert_int_equal(poll_for(f, 1000 * MS), 1);
+    assert_int_equal(got(f, p[0]), GH_READ);
+}
+
+static void test_backend_level_triggered(void **state)
+{
+    fixture *f = *state;
+    NEED_BACKEND(f);
+    int p[2];
+    make_pipe(f, p);
+    watch_ok(f, p[0], GH_READ);
+    put_byte(p[1]);
+    /* Not drained: reported by every poll, whatever its timeout. */
+    for (int i = 0; i < 4; i++) {
+        int64_t t0 = now_ns();
+        assert_int_equal(poll_for(f, i % 2 ? 0 : 1000 * MS), 1);
+        assert_int_equal(got(f, p[0]), GH_READ);
+        assert_true(now_ns() - t0 < 500 * MS);
+    }
+    drain(p[0]);
+    assert_int_equal(poll_for(f, 0), 0);
+    assert_int_equal(poll_for(f, 20 * MS), 0);
+    /* And again after new data. */
+    put_byte(p[1]);
+    assert_int_equal(poll_for(f, 1000 * MS), 1);
+    assert_int_equal(poll_for(f, 0), 1);
+}
+
+static void test_backend_write_ready_at_once(void **state)
+{
+    fixture *f = *state;
+    NEED_BACKEND(f);
+    int p[2];
+    make_pipe(f, p);
+    watch_ok(f, p[1], GH_WRITE);
+    int64_t t0 = now_ns();
+    assert_int_equal(poll_for(f, 1000 * MS), 1);
+    assert_int_equal(got(f, p[1]), GH_WRITE);
+    assert_true(now_ns() - t0 < 500 * MS);
+    assert_int_equal(poll_for(f, 0), 1); /* level-triggered for writing too */
+
+    /* Full pipe: not writable; room again: writable. */
+    static char chunk[4096];
+    while (write(p[1], chunk, sizeof(chunk)) > 0) {
+    }
+    assert_int_equal(errno, EAGAIN);
+    assert_int_equal(poll_for(f, 30 * MS), 0);
+    drain(p[0]);
+    assert_int_equal(poll_until(f, p[1]), GH_WRITE);
+}
+
+static void test_backend_change_interest(void **state)
+{
+    fixture *f = *state;
+    NEED_BACKEND(f);
+    int s[2];
+    make_socketpair(f, s);
+    /* Writable only: no GH_READ, whatever happens. */
+    watch_ok(f, s[0], GH_WRITE);
+    put_byte(s[1]);
+    assert_int_equal(poll_for(f, 1000 * MS), 1);
+    assert_int_equal(got(f, s[0]), GH_WRITE);
+
+    watch_ok(f, s[0], GH_READ | GH_WRITE);
+    assert_int_equal(poll_for(f, 1000 * MS), 1);
+    assert_int_equal(got(f, s[0]), GH_READ | GH_WRITE);
+
+    watch_ok(f, s[0], GH_READ);
+    assert_int_equal(poll_for(f, 1000 * MS), 1);
+    assert_int_equal(got(f, s[0]), GH_READ);
+
+    drain(s[0]);
+    assert_int_equal(poll_for(f, 20 * MS), 0);
+    watch_ok(f, s[0], GH_READ | GH_WRITE);
+    assert_int_equal(poll_for(f, 1000 * MS), 1);
+    assert_int_equal(got(f, s[0]), GH_WRITE);
+}
+
+static void test_backend_forget(void **state)
+{
+    fixture *f = *state;
+    NEED_BACKEND(f);
+    int p[2];
+    make_pipe(f, p);
+    watch_ok(f, p[0], GH_READ);
+    put_byte(p[1]);
+    assert_int_equal(poll_for(f, 1000 * MS), 1);
+    watch_ok(f, p[0], 0);
+    int64_t t0 = now_ns();
+    assert_int_equal(poll_for(f, 30 * MS), 0);
+    assert_true(now_ns() - t0 >= 30 * MS);
+    assert_int_equal(poll_for(f, 0), 0);
+    /* Forgetting twice, or an fd never watched, is harmless. */
+    watch_ok(f, p[0], 0);
+    watch_ok(f, p[1], 0);
+    /* And it can be watched again. */
+    watch_ok(f, p[0], GH_READ);
+    assert_int_equal(poll_for(f, 1000 * MS), 1);
+    assert_int_equal(got(f, p[0]), GH_READ);
+}
+
+static void test_backend_forget_close_reuse(void **state)
+{
+    fixture *f = *state;
+    NEED_BACKEND(f);
+    int a[2], b[2];
+    make_pipe(f, a);
+    watch_ok(f, a[0], GH_READ);
+    put_byte(a[1]); /* the old file is ready: no stale report may leak out */
+    assert_int_equal(poll_for(f, 1000 * MS), 1);
+    watch_ok(f, a[0], 0);
+    int old = a[0];
+    close_fd(f, a[0]);
+    close_fd(f, a[1]);
+    make_pipe(f, b);
+    assert_int_equal(b[0], old); /* the lowest free number comes back */
+    watch_ok(f, b[0], GH_READ);
+    assert_int_equal(poll_for(f, 0), 0);
+    assert_int_equal(poll_for(f, 30 * MS), 0);
+    put_byte(b[1]);
+    assert_int_equal(poll_until(f, b[0]), GH_READ);
+}
+
+/* The fd is closed without being forgotten, its number reused, and the hub
+ * (which lost track) watches the new fd as new: the backend must cope. */
+static void test_backend_close_behind_back_reuse(void **state)
+{
+    fixture *f = *state;
+    NEED_BACKEND(f);
+    int a[2], b[2];
+    make_pipe(f, a);
+    watch_ok(f, a[0], GH_READ);
+    assert_int_equal(poll_for(f, 0), 0); /* registered in the kernel by now */
+    int old = a[0];
+    close_fd(f, a[0]);
+    close_fd(f, a[1]);
+    make_pipe(f, b);
+    assert_int_equal(b[0], old);
+    f->interest[b[0]] = 0; /* the hub thinks it is new: old_events = 0 */
+    watch_ok(f, b[0], GH_READ);
+    assert_int_equal(poll_for(f, 30 * MS), 0);
+    put_byte(b[1]);
+    assert_int_equal(poll_until(f, b[0]), GH_READ);
+    watch_ok(f, b[0], 0);
+}
+
+/* After watch(fd, old, 0) the backend holds no reference to the file: closing
+ * the fd really closes it (the peer sees EOF without another poll). */
+static void test_backend_close_after_forget_releases(void **state)
+{
+    fixture *f = *state;
+    NEED_BACKEND(f);
+    int s[2];
+    make_socketpair(f, s);
+    watch_ok(f, s[0], GH_READ);
+    assert_int_equal(poll_for(f, 0), 0); /* in flight in the kernel */
+    watch_ok(f, s[0], 0);
+    close_fd(f, s[0]);
+    char c;
+    assert_int_equal(recv(s[1], &c, 1, MSG_DONTWAIT), 0);
+    assert_int_equal(poll_for(f, 0), 0);
+}
+
+static void test_backend_hangup_readable(void **state)
+{
+    fixture *f = *state;
+    NEED_BACKEND(f);
+    int p[2], s[2], t[2], q[2];
+    make_pipe(f, p);
+    make_socketpair(f, s);
+    make_socketpair(f, t);
+    make_pipe(f, q);
+    watch_ok(f, p[0], GH_READ);
+    watch_ok(f, s[0], GH_READ);
+    watch_ok(f, t[0], GH_READ);
+    watch_ok(f, q[0], GH_READ | GH_WRITE); /* a read end is never writable... */
+    assert_int_equal(poll_for(f, 20 * MS), 0);
+
+    close_fd(f, p[1]);
+    close_fd(f, s[1]);
+    assert_int_equal(shutdown(t[1], SHUT_WR), 0);
+    close_fd(f, q[1]);
+    int64_t end = now_ns() + 2000 * MS;
+    int seen_p = 0, seen_s = 0, seen_t = 0, seen_q = 0;
+    while ((!seen_p || !seen_s || !seen_t || !seen_q) && now_ns() < end) {
+        poll_for(f, 500 * MS);
+        seen_p |= got(f, p[0]);
+        seen_s |= got(f, s[0]);
+        seen_t |= got(f, t[0]);
+        seen_q |= got(f, q[0]);
+    }
+    assert_int_equal(seen_p, GH_READ);
+    assert_int_equal(seen_s, GH_READ);
+    assert_int_equal(seen_t, GH_READ);
+    /* ...but a hang-up is reported as every watched direction (select cannot
+     * tell a hang-up from readability: readable only). */
+    assert_int_equal(seen_q, is_select(f) ? GH_READ : GH_READ | GH_WRITE);
+    /* Still reported: level-triggered. */
+    assert_int_equal(poll_for(f, 1000 * MS), 4);
+}
+
+static void check_timeout(fixture *f, int64_t timeout_ns)
+{
+    int64_t t0 = now_ns();
+    assert_int_equal(poll_for(f, timeout_ns), 0);
+    int64_t took = now_ns() - t0;
+    if (took < timeout_ns)
+        fail_msg("%s: poll(%lld ns) returned after %lld ns", f->bc->label, (long long)timeout_ns,
+                 (long long)took);
+    if (took > timeout_ns + LATE_NS)
+        fail_msg("%s: poll(%lld ns) took %lld ns", f->bc->label, (long long)timeout_ns,
+                 (long long)took);
+}
+
+static void test_backend_timeout_never_early(void **state)
+{
+    fixture *f = *state;
+    NEED_BACKEND(f);
+    check_timeout(f, 20 * MS); /* nothing watched at all */
+    int p[2];
+    make_pipe(f, p);
+    watch_ok(f, p[0], GH_READ);
+    const int64_t timeouts[] = {1, 1000, 999999, 1 * MS, 1500000, 2 * MS + 1, 20 * MS, 20 * MS};
+    for (size_t i = 0; i < sizeof(timeouts) / sizeof(timeouts[0]); i++)
+        check_timeout(f, timeouts[i]);
+}
+
+static void test_backend_timeout_zero_does_not_sleep(void **state)
+{
+    fixture *f = *state;
+    NEED_BACKEND(f);
+    int p[2];
+    make_pipe(f, p);
+    watch_ok(f, p[0], GH_READ);
+    int64_t t0 = now_ns();
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(poll_for(f, 0), 0);
+    int64_t took = now_ns() - t0;
+    if (took > 300 * MS)
+        fail_msg("100 polls with timeout 0 took %lld ms", (long long)(took / MS));
+}
+
+static void test_backend_forever_returns_when_ready(void **state)
+{
+    fixture *f = *state;
+    NEED_BACKEND(f);
+    int p[2];
+    make_pipe(f, p);
+    watch_ok(f, p[0], GH_READ);
+    put_byte(p[1]);
+    assert_int_equal(poll_for(f, -1), 1);
+    assert_int_equal(got(f, p[0]), GH_READ);
+}
+
+static void test_backend_bad_arguments(void **state)
+{
+    fixture *f = *state;
+    NEED_BACKEND(f);
+    int p[2];
+    make_pipe(f, p);
+    assert_int_equal(f->bc->ops->watch(f->st, p[0], 0, 4), -EINVAL);
+    assert_true(f->bc->ops->watch(f->st, -1, 0, GH_READ) < 0);
+    f->ngot = 0;
+    assert_int_equal(f->bc->ops->poll(f->st, -2, on_ready, f), -EINVAL);
+}
+
+static void test_backend_high_fd(void **state)
+{
+    fixture *f = *state;
+    NEED_BACKEND(f);
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    int high = rl.rlim_cur > 10001 ? 10000 : (int)rl.rlim_cur - 1;
+    if (high < FD_SETSIZE) {
+        print_message("[ SKIP ] RLIMIT_NOFILE %ld leaves no fd >= FD_SETSIZE\n", (long)rl.rlim_cur);
+        skip();
+    }
+    int p[2];
+    make_pipe(f, p);
+    assert_int_equal(dup2(p[0], high), high);
+    own(f, high);
+    if (is_select(f)) {
+        assert_int_equal(watch(f, high, GH_READ), -EINVAL);
+        assert_int_equal(watch(f, FD_SETSIZE, GH_READ), -EINVAL);
+        assert_int_equal(watch(f, -1, GH_READ), -EINVAL);
+        watch_ok(f, p[0], GH_READ); /* an fd below FD_SETSIZE still works */
+        put_byte(p[1]);
+        assert_int_equal(poll_for(f, 1000 * MS), 1);
+        return;
+    }
+    watch_ok(f, high, GH_READ);
+    assert_int_equal(poll_for(f, 0), 0);
+    put_byte(p[1]);
+    assert_int_equal(poll_for(f, 1000 * MS), 1);
+    assert_int_equal(got(f, high), GH_READ);
+    watch_ok(f, high, 0);
+}
+
+/* Hook: the first time one of hook_fds[0..1] is reported, forget the other. */
+static void hook_forget_other(fixture *f, int fd, int events)
+{
+    if (f->hook_done)
+        return;
+    f->hook_done = 1;
+    int other = fd == f->hook_fds[0] ? f->hook_fds[1] : f->hook_fds[0];
+    watch_ok(f, other, 0);
+}
+
+/* Hook: forget the other, close its pipe, open a new pipe that takes its
+ * number (hook_fds[2] gets the new write end) and watch the new read end. */
+static void hook_forget_close_reuse_other(fixture *f, int fd, int events)
+{
+    if (f->hook_done)
+        return;
+    f->hook_done = 1;
+    int which = fd == f->hook_fds[0] ? 1 : 0;
+    int other = f->hook_fds[which];
+    int other_w = f->hook_fds[2 + which];
+    watch_ok(f, other, 0);
+    close_fd(f, other);
+    close_fd(f, other_w);
+    int n[2];
+    make_pipe(f, n);
+    assert_int_equal(n[0], other);
+    f->hook_fds[which] = n[0];
+    f->hook_fds[2 + which] = n[1];
+    watch_ok(f, n[0], GH_READ); /* empty: must not be reported */
+}
+
+/* Hook: switch the other (a pipe's read end) from GH_READ to GH_WRITE. */
+static void hook_switch_other_to_write(fixture *f, int fd, int events)
+{
+    if (f->hook_done)
+        return;
+    f->hook_done = 1;
+    int other = fd == f->hook_fds[0] ? f->hook_fds[1] : f->hook_fds[0];
+    watch_ok(f, other, GH_WRITE);
+}
+
+static void reentrant_case(fixture *f, hook_fn hook)
+{
+    int a[2], b[2];
+    make_pipe(f, a);
+    make_pipe(f, b);
+    watch_ok(f, a[0], GH_READ);
+    watch_ok(f, b[0], GH_READ);
+    put_byte(a[1]);
+    put_byte(b[1]);
+    /* Let both be ready in the backend before the poll that dispatches them. */
+    f->hook = hook;
+    f->hook_done = 0;
+    f->hook_fds[0] = a[0];
+    f->hook_fds[1] = b[0];
+    f->hook_fds[2] = a[1];
+    f->hook_fds[3] = b[1];
+    assert_int_equal(poll_for(f, 1000 * MS), 1); /* the other one: not reported */
+    int first = f->got[0].fd;
+    assert_true(first == a[0] || first == b[0]);
+    f->hook = NULL;
+    int other = first == f->hook_fds[0] ? f->hook_fds[1] : f->hook_fds[0];
+    /* Level-triggered: the first one again; the other per its new interest. */
+    assert_int_equal(poll_for(f, 20 * MS), 1);
+    assert_int_equal(got(f, first), GH_READ);
+    assert_int_equal(got(f, other), 0);
+}
+
+static void test_backend_reentrant_forget(void **state)
+{
+    fixture *f = *state;
+    NEED_BACKEND(f);
+    reentrant_case(f, hook_forget_other);
+}
+
+static void test_backend_reentrant_forget_close_reuse(void **state)
+{
+    fixture *f = *state;
+    NEED_BACKEND(f);
+    reentrant_case(f, hook_forget_close_reuse_other);
+}
+
+static void test_backend_reentrant_change(void **state)
+{
+    fixture *f = *state;
+    NEED_BACKEND(f);
+    reentrant_case(f, hook_switch_other_to_write);
+}
+
+/* Hook: forget the fd being reported, re-watch it at once (same number). */
+static void hook_forget_self_rewatch(fixture *f, int fd, int events)
+{
+    watch_ok(f, fd, 0);
+    watch_ok(f, fd, GH_READ);
+}
+
+static void test_backend_reentrant_self(void **state)
+{
+    fixture *f = *state;
+    NEED_BACKEND(f);
+    int p[2];
+    make_pipe(f, p);
+    watch_ok(f, p[0], GH_READ);
+    put_byte(p[1]);
+    f->hook = hook_forget_self_rewatch;
+    assert_int_equal(poll_for(f, 1000 * MS), 1);
+    f->hook = NULL;
+    assert_int_equal(poll_until(f, p[0]), GH_READ);
+}
+
+static void test_backend_many_fds(void **state)
+{
+    fixture *f = *state;
+    NEED_BACKEND(f);
+    enum { NPIPES = 500, NWRITE = 10 };
+    static int rd[NPIPES], wr[NPIPES];
+    int npipes = NPIPES;
+    for (int i = 0; i < npipes; i++) {
+        int p[2];
+        make_pipe(f, p);
+        if (is_select(f) && p[1] >= FD_SETSIZE) {
+            npipes = i; /* select holds fds below FD_SETSIZE only */
+            break;
+        }
+        rd[i] = p[0];
+        wr[i] = p[1];
+        watch_ok(f, rd[i], GH_READ);
+    }
+    assert_true(npipes >= 400);
+    assert_int_equal(poll_for(f, 0), 0);
+
+    unsigned seed = (unsigned)now_ns();
+    print_message("many_fds: %d pipes, seed %u\n", npipes, seed);
+    srand(seed);
+    int chosen[NWRITE];
+    for (int k = 0; k < NWRITE; k++) {
+        int i, dup;
+        do {
+            i = rand() % npipes;
+            dup = 0;
+            for (int j = 0; j < k; j++)
+                dup |= chosen[j] == i;
+        } while (dup);
+        chosen[k] = i;
+        put_byte(wr[i]);
+    }
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(poll_for(f, round ? 0 : 1000 * MS), NWRITE);
+        for (int k = 0; k < NWRITE; k++)
+            assert_int_equal(got(f, rd[chosen[k]]), GH_READ);
+    }
+    for (int k = 0; k < NWRITE / 2; k++)
+        drain(rd[chosen[k]]);
+    assert_int_equal(poll_for(f, 1000 * MS), NWRITE - NWRITE / 2);
+    for (int k = NWRITE / 2; k < NWRITE; k++)
+        assert_int_equal(got(f, rd[chosen[k]]), GH_READ);
+    for (int i = 0; i < npipes; i++)
+        watch_ok(f, rd[i], 0);
+    assert_int_equal(poll_for(f, 0), 0);
+}
+
+/* An fd closed without being forgotten must not break the backend. Where the
+ * mechanism can see it (poll: POLLNVAL, select: EBADF, io_uring: the poll
+ * armed after the close fails, libev: EV_ERROR), it is reported as every
+ * watched direction, and again at the next poll; epoll and libevent
+ * registered the fd at watch() and the kernel dropped it silently. */
+static void test_backend_closed_fd_not_fatal(void **state)
+{
+    fixture *f = *state;
+    NEED_BACKEND(f);
+    int p[2], q[2];
+    make_pipe(f, p);
+    make_pipe(f, q);
+    watch_ok(f, q[0], GH_READ);
+    watch_ok(f, p[0], GH_READ | GH_WRITE);
+    int closed = p[0];
+    close_fd(f, p[0]);
+    put_byte(q[1]);
+    const char *name = f->bc->ops->name;
+    int visible = !strcmp(name, "poll") || !strcmp(name, "select") || !strcmp(name, "io_uring") ||
+                  !strcmp(name, "libev");
+    int64_t end = now_ns() + 1000 * MS;
+    int seen = 0;
+    do {
+        poll_for(f, 100 * MS);
+        seen |= got(f, closed);
+    } while (visible && !seen && now_ns() < end);
+    if (visible) {
+        assert_int_equal(seen, GH_READ | GH_WRITE);
+        assert_int_equal(poll_for(f, 1000 * MS), 2); /* still: level-triggered */
+        assert_int_equal(got(f, closed), GH_READ | GH_WRITE);
+    }
+    assert_int_equal(got(f, q[0]), GH_READ); /* the others keep working */
+    watch_ok(f, closed, 0);
+    assert_int_equal(poll_for(f, 1000 * MS), 1);
+    assert_int_equal(got(f, q[0]), GH_READ);
+}
+
+static volatile sig_atomic_t alarms;
+static void on_alarm(int sig)
+{
+    alarms++;
+}
+
+static void test_backend_eintr_returns_zero(void **state)
+{
+    fixture *f = *state;
+    NEED_BACKEND(f);
+    int p[2];
+    make_pipe(f, p);
+    watch_ok(f, p[0], GH_READ);
+    struct sigaction sa, old_sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_alarm; /* no SA_RESTART */
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGALRM, &sa, &old_sa), 0);
+    struct itimerval it = {{0, 50000}, {0, 50000}}, off = {{0, 0}, {0, 0}};
+    alarms = 0;
+    assert_int_equal(setitimer(ITIMER_REAL, &it, NULL), 0);
+    /* libevent restarts its wait after EINTR (a documented quirk): it returns
+     * at the timeout instead, so give it a short one. */
+    int64_t timeout = is_libevent(f) ? 300 * MS : 3000 * MS;
+    int64_t t0 = now_ns();
+    assert_int_equal(poll_for(f, timeout), 0);
+    int64_t took = now_ns() - t0;
+    setitimer(ITIMER_REAL, &off, NULL);
+    sigaction(SIGALRM, &old_sa, NULL);
+    assert_true(alarms > 0);
+    if (!is_libevent(f) && took >= 1500 * MS)
+        fail_msg("%s: EINTR did not end the poll (%lld ms)", f->bc->label, (long long)(took / MS));
+}
+
+/* ---- main ------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    CMUnitTestFunction fn;
+} test_list[] = {
+#define T(fn) {#fn, fn}
+    T(test_backend_init_destroy),
+    T(test_backend_read_after_write),
+    T(test_backend_level_triggered),
+    T(test_backend_write_ready_at_once),
+    T(test_backend_change_interest),
+    T(test_backend_forget),
+    T(test_backend_forget_close_reuse),
+    T(test_backend_close_behind_back_reuse),
+    T(test_backend_close_after_forget_releases),
+    T(test_backend_hangup_readable),
+    T(test_backend_timeout_never_early),
+    T(test_backend_timeout_zero_does_not_sleep),
+    T(test_backend_forever_returns_when_ready),
+    T(test_backend_bad_arguments),
+    T(test_backend_high_fd),
+    T(test_backend_reentrant_forget),
+    T(test_backend_reentrant_forget_close_reuse),
+    T(test_backend_reentrant_change),
+    T(test_backend_reentrant_self),
+    T(test_backend_many_fds),
+    T(test_backend_closed_fd_not_fatal),
+    T(test_backend_eintr_returns_zero),
+#undef T
+};
+#define NTESTS (sizeof(test_list) / sizeof(test_list[0]))
+
+static void test_registry(void **state)
+{
+    static const char *const order[] = {"epoll", "poll", "select", "io_uring", "libev", "libevent"};
+    const gh_backend_ops *const *list = gh_backend_list();
+    size_t n = 0;
+    for (; list[n]; n++) {
+        assert_true(n < 6);
+        assert_string_equal(list[n]->name, order[n]);
+        assert_int_equal(list[n]->abi, GH_BACKEND_ABI);
+        assert_ptr_equal(gh_backend_find(order[n]), list[n]);
+        assert_non_null(list[n]->init);
+        assert_non_null(list[n]->destroy);
+        assert_non_null(list[n]->watch);
+        assert_non_null(list[n]->poll);
+    }
+    assert_int_equal(n, 6);
+    errno = 0;
+    assert_null(gh_backend_find("kqueue"));
+    assert_int_equal(errno, ENOENT);
+    errno = 0;
+    assert_null(gh_backend_find(NULL));
+    assert_int_equal(errno, EINVAL);
+}
+
+int main(void)
+{
+    /* Pipes fill up and peers close: never die of SIGPIPE. */
+    signal(SIGPIPE, SIG_IGN);
+    int failed = 0;
+    const struct CMUnitTest registry_tests[] = {cmocka_unit_test(test_registry)};
+    failed += cmocka_run_group_tests_name("registry", registry_tests, NULL, NULL);
+
+    static backend_case cases[16];
+    size_t ncases = 0;
+    for (const gh_backend_ops *const *ops = gh_backend_list(); *ops; ops++) {
+        backend_case *bc = &cases[ncases++];
+        bc->ops = *ops;
+        snprintf(bc->label, sizeof(bc->label), "%s", (*ops)->name);
+        if (strcmp((*ops)->name, "io_uring") == 0) {
+            /* io_uring's default is single-shot; run its multishot mode as well. */
+            backend_case *ms = &cases[ncases++];
+            *ms = *bc;
+            ms->env_name = "GREENHUB_IO_URING_POLL";
+            ms->env_value = "multishot";
+            snprintf(ms->label, sizeof(ms->label), "io_uring/multishot");
+        }
+    }
+
+    for (size_t c = 0; c < ncases; c++) {
+        struct CMUnitTest tests[NTESTS];
+        for (size_t i = 0; i < NTESTS; i++) {
+            tests[i] = (struct CMUnitTest){
+                .name = test_list[i].name,
+                .test_func = test_list[i].fn,
+                .setup_func = setup,
+                .teardown_func = teardown,
+                .initial_state = &cases[c],
+            };
+        }
+        print_message("[==========] backend %s\n", cases[c].label);
+        failed += _cmocka_run_group_tests(cases[c].label, tests, NTESTS, NULL, NULL);
+    }
+    return failed ? 1 : 0;
+}
