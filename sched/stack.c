@@ -207,6 +207,8 @@ static gh__stack *stack_map(size_t size)
     s->size = size;
     s->guarded = guard;
     s->next_cached = NULL;
+    s->tsan_fiber = NULL;
+    s->tsan_uses = 0;
     if (!guard)
         *(uint64_t *)s->lo = STACK_CANARY;
     return s;
@@ -220,6 +222,10 @@ fail:
 
 static void stack_unmap(gh__stack *s)
 {
+#if GH_TSAN
+    if (s->tsan_fiber)
+        __tsan_destroy_fiber(s->tsan_fiber);
+#endif
     if (s->guarded)
         atomic_fetch_sub(&stack_guarded_live, 1);
     munmap(s->map, s->maplen);

@@ -19,6 +19,8 @@ typedef struct gh__stack {
     size_t size;    /* usable bytes, lo .. lo + size */
     bool guarded;   /* a PROT_NONE page sits just below lo */
     struct gh__stack *next_cached;
+    void *tsan_fiber;    /* TSan builds: the fiber of the tasks that run on it (task.c) */
+    unsigned tsan_uses;  /* tasks it has served */
 } gh__stack;
 
 /* A per-hub cache of free stacks of one size. */
