@@ -235,10 +235,17 @@ int gh_tpool_resize(gh_tpool *p, int threads)
     if (!p || threads < 1)
         return -EINVAL;
     pthread_mutex_lock(&p->lock);
+    tp_worker *gone = tp_take_exited(p);
     p->size = threads;
+    /* Growing: queued jobs waiting for a thread get one now. */
+    int grown = 0;
+    while (p->queued > (size_t)(p->idle + grown) && p->nthreads < p->size &&
+           tp_spawn_thread(p) == 0)
+        grown++;
     /* Shrinking: idle threads above the size leave now. */
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
+    tp_join_all(gone);
     return 0;
 }
 
