@@ -766,7 +766,7 @@ static void test_task_100k_live(void **state)
      * shrunk below their number so they still cross from guarded to canary
      * stacks.
      */
-    const int n = UNDER_SANITIZER == 2 ? 400 : 20000;
+    const int n = UNDER_SANITIZER == 2 ? 200 : 20000;
     long saved_budget = gh__stack_guard_budget();
     gh__stack_set_guard_budget(gh__stack_guarded_live() + n / 4);
 #else
