@@ -124,7 +124,7 @@ int gh_kill(gh_task *t);
 /** Drop a handle from gh_spawn/gh_spawn_after. Exactly once; joined or not. */
 void gh_task_release(gh_task *t);
 
-/** The running task's id (the root's is 0... per hub, ids count from 1). */
+/** @t's id: the root task is 0, spawned tasks count from 1 per hub. */
 uint64_t gh_task_id(const gh_task *t);
 
 /** The running task, or NULL from a timer callback or a thread with no hub. */
@@ -132,8 +132,8 @@ gh_task *gh_current(void);
 
 /**
  * Sleep @ns nanoseconds; 0 runs every task ready now, then returns.
- * @return 0; -ECANCELED; -EINVAL; -EPERM from a timer callback; -EDEADLK is
- *         never returned (a sleep always ends).
+ * @return 0; -ECANCELED; -EINVAL; -EPERM from a timer callback; -EDEADLK when
+ *         the root sleeps GH_FOREVER and nothing else can ever wake it.
  */
 int gh_sleep(int64_t ns);
 
