@@ -368,13 +368,21 @@ static void test_chan_unbuffered(void **state)
 
 /* ------------------------------------- 2 hubs + 2 plain threads, exact */
 
-#define PC_PRODUCERS 4 /* 2 hub tasks, 2 plain threads */
-#define PC_CONSUMERS 4
-#define PC_ITEMS 5000  /* per producer */
+/*
+ * Hub 0 and hub 1 each run 2 producer and 2 consumer tasks; plain thread 0
+ * produces, plain thread 1 consumes: 5 producers, 5 consumers, one channel.
+ * Run with capacity 64 (mostly buffered), 1 and 0 (unbuffered: every item is
+ * a direct hand-off and most of them a cross-thread wake).
+ */
+#define PC_TASKS_PER_HUB 2
+#define PC_PRODUCERS (2 * PC_TASKS_PER_HUB + 1)
+#define PC_CONSUMERS (2 * PC_TASKS_PER_HUB + 1)
+#define PC_ITEMS 4000 /* per producer */
+#define PC_TOTAL (PC_PRODUCERS * PC_ITEMS)
 
 typedef struct pc_shared {
     gh_chan *c;
-    atomic_uchar seen[PC_PRODUCERS * PC_ITEMS];
+    atomic_uchar seen[PC_TOTAL];
     atomic_int received;
     atomic_int producers_done, consumers_done;
     atomic_int errors;
@@ -408,7 +416,7 @@ static void pc_consume(pc_role *r)
             break;
         }
         intptr_t v = (intptr_t)item - 1;
-        if (v < 0 || v >= PC_PRODUCERS * PC_ITEMS)
+        if (v < 0 || v >= PC_TOTAL)
             atomic_fetch_add(&r->sh->errors, 1);
         else
             atomic_fetch_add(&r->sh->seen[v], 1);
@@ -436,49 +444,56 @@ static void *pc_consume_thread(void *arg)
     return NULL;
 }
 
-static void test_chan_producer_consumer_two_hubs_two_threads(void **state)
+static void pc_run(size_t capacity)
 {
-    (void)state;
     pc_shared *sh = calloc(1, sizeof *sh);
     assert_non_null(sh);
-    sh->c = gh_chan_new(64);
+    sh->c = gh_chan_new(capacity);
     assert_non_null(sh->c);
     gh_runtime *rt = start_rt(2);
     pc_role prod[PC_PRODUCERS], cons[PC_CONSUMERS];
-    pthread_t pth[2], cth[2];
+    pthread_t pth, cth;
 
     for (int i = 0; i < PC_CONSUMERS; i++) {
         cons[i] = (pc_role){sh, i};
-        if (i < 2)
-            assert_int_equal(gh_spawn_on(gh_runtime_hub(rt, i), pc_consume_task, &cons[i]), 0);
+        if (i < 2 * PC_TASKS_PER_HUB)
+            assert_int_equal(gh_spawn_on(gh_runtime_hub(rt, i % 2), pc_consume_task, &cons[i]), 0);
         else
-            assert_int_equal(pthread_create(&cth[i - 2], NULL, pc_consume_thread, &cons[i]), 0);
+            assert_int_equal(pthread_create(&cth, NULL, pc_consume_thread, &cons[i]), 0);
     }
     for (int i = 0; i < PC_PRODUCERS; i++) {
         prod[i] = (pc_role){sh, i};
-        if (i < 2)
-            assert_int_equal(gh_spawn_on(gh_runtime_hub(rt, i), pc_produce_task, &prod[i]), 0);
+        if (i < 2 * PC_TASKS_PER_HUB)
+            assert_int_equal(gh_spawn_on(gh_runtime_hub(rt, i % 2), pc_produce_task, &prod[i]), 0);
         else
-            assert_int_equal(pthread_create(&pth[i - 2], NULL, pc_produce_thread, &prod[i]), 0);
+            assert_int_equal(pthread_create(&pth, NULL, pc_produce_thread, &prod[i]), 0);
     }
-    for (int i = 0; i < 2; i++)
-        pthread_join(pth[i], NULL);
+    pthread_join(pth, NULL);
     assert_true(wait_at_least(&sh->producers_done, PC_PRODUCERS, 60 * GH_SEC));
     /* Every item is sent; closing now lets the consumers drain and stop. */
     assert_int_equal(gh_chan_close(sh->c), 0);
-    for (int i = 0; i < 2; i++)
-        pthread_join(cth[i], NULL);
+    pthread_join(cth, NULL);
     assert_true(wait_at_least(&sh->consumers_done, PC_CONSUMERS, 60 * GH_SEC));
 
     assert_int_equal(atomic_load(&sh->errors), 0);
-    assert_int_equal(atomic_load(&sh->received), PC_PRODUCERS * PC_ITEMS);
-    for (int v = 0; v < PC_PRODUCERS * PC_ITEMS; v++)
+    assert_int_equal(atomic_load(&sh->received), PC_TOTAL);
+    for (int v = 0; v < PC_TOTAL; v++)
         if (atomic_load(&sh->seen[v]) != 1)
-            fail_msg("item %d received %d times", v, (int)atomic_load(&sh->seen[v]));
+            fail_msg("capacity %zu: item %d received %d times", capacity, v,
+                     (int)atomic_load(&sh->seen[v]));
+    assert_int_equal(gh_chan_len(sh->c), 0);
     assert_int_equal(gh_runtime_stop(rt, 20 * GH_SEC), 0);
     gh_runtime_destroy(rt);
     assert_int_equal(gh_chan_free(sh->c), 0);
     free(sh);
+}
+
+static void test_chan_producer_consumer_two_hubs_two_threads(void **state)
+{
+    (void)state;
+    pc_run(64);
+    pc_run(1);
+    pc_run(0);
     end_clean();
 }
 
