@@ -85,7 +85,7 @@ static void hub_ready(void *ctx, int fd, int events)
     gh_hub *h = ctx;
 
     if (fd == h->inbox.wake_rfd) {
-        gh__inbox_drain_fd(&h->inbox);
+        h->wake_pending = true; /* read later: see gh__mainloop */
         return;
     }
     if (fd < 0 || fd >= h->nfds)
@@ -356,6 +356,21 @@ void gh__mainloop(gh_hub *h)
         int64_t now = gh_now();
         gh__timers_fire(h, now);
         gh__run_ready(h);
+
+        /*
+         * The wakeup fd is read here, after the handed-off tasks ran, not as
+         * soon as it fires: that read is a syscall, and it was on the path
+         * of every cross-thread wake-up. It must be read before the hub
+         * announces its next sleep (a producer writes only after seeing
+         * SLEEPING, so no write meant for that sleep is lost), and the stop
+         * check runs again, since the write just read may be a stop's kick.
+         */
+        if (h->wake_pending) {
+            h->wake_pending = false;
+            gh__inbox_drain_fd(&h->inbox);
+            if (h->runtime)
+                gh__runtime_hub_tick(h);
+        }
 
         /* Handoffs left behind by the batch bound: poll, but do not sleep on them. */
         int64_t timeout = more ? 0 : hub_poll_timeout(h);

@@ -173,6 +173,7 @@ struct gh_hub {
 
     /* cross-thread */
     gh__inbox inbox;
+    bool wake_pending;        /* the wakeup fd fired; MAINLOOP reads it after the batch runs */
     gh_runtime *runtime;      /* non-NULL for a runtime's hub */
     int runtime_index;
     atomic_bool stop_requested;
