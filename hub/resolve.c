@@ -116,15 +116,34 @@ static void *resolve_thread(void *arg)
 
 static pthread_once_t resolve_once = PTHREAD_ONCE_INIT;
 
-static void resolve_init_cond(void)
+static void resolve_make_cond(void)
 {
     /* The idle timeout is measured on the monotonic clock. */
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_destroy(&resolve_pool.cond);
     pthread_cond_init(&resolve_pool.cond, &ca);
     pthread_condattr_destroy(&ca);
+}
+
+/*
+ * In a forked child only the forking thread exists: the helpers are gone and
+ * the lock may have been held by one of them. Start over with no threads;
+ * lookups still queued get a helper with the next lookup.
+ */
+static void resolve_atfork_child(void)
+{
+    pthread_mutex_init(&resolve_pool.lock, NULL);
+    resolve_make_cond();
+    resolve_pool.threads = 0;
+    resolve_pool.idle = 0;
+}
+
+static void resolve_init_cond(void)
+{
+    pthread_cond_destroy(&resolve_pool.cond);
+    resolve_make_cond();
+    pthread_atfork(NULL, NULL, resolve_atfork_child);
 }
 
 /* Queue @q (holding the worker's reference); start a thread if none is idle. */
@@ -207,6 +226,9 @@ int gh_getaddrinfo(const char *host, const char *service, const struct addrinfo 
         if (err)
             return err;
     }
+    /* A lookup always takes a thread hop: a zero budget cannot be met. */
+    if (timeout_ns == 0)
+        return -ETIMEDOUT;
     resolve_req *q = calloc(1, sizeof *q);
     if (!q)
         return -ENOMEM;
