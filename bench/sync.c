@@ -222,7 +222,8 @@ int main(void)
         double v = bench_median(ch[s], REPS);
         double ratio = v / r;
         bench_row(names[s], v, "/s", "mutex+condvar queue, 2 threads", r, "/s", ratio,
-                  s == SHAPE_HUB_HUB ? ">= 0.5x" : "", s == SHAPE_HUB_HUB ? (ratio >= 0.5 ? "ok" : "MISS") : "");
+                  s == SHAPE_HUB_HUB ? ">= 0.5x" : "",
+                  s == SHAPE_HUB_HUB ? (ratio >= 0.5 ? "ok" : "MISS") : "");
     }
     return 0;
 }

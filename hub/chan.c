@@ -41,13 +41,13 @@ typedef struct chan_node {
     struct chan_node *prev, *next;
     struct chan_list *list; /* the list it is linked in (state CN_WAITING) */
     gh_chan *chan;
-    void *item;             /* sender: what to send; receiver: what it got */
-    int state;              /* CN_*, under the channel's lock */
-    gh_hub *hub;            /* NULL for a plain thread */
+    void *item;  /* sender: what to send; receiver: what it got */
+    int state;   /* CN_*, under the channel's lock */
+    gh_hub *hub; /* NULL for a plain thread */
     gh_task *task;
-    gh__msg *msg;           /* preallocated wake message (task waiters) */
-    uint32_t seq;           /* park_seq of the wait */
-    pthread_cond_t cond;    /* plain-thread waiters */
+    gh__msg *msg;        /* preallocated wake message (task waiters) */
+    uint32_t seq;        /* park_seq of the wait */
+    pthread_cond_t cond; /* plain-thread waiters */
 } chan_node;
 
 typedef struct chan_list {

@@ -35,9 +35,9 @@
 typedef struct sig_node {
     struct sig_node *prev, *next;
     int signo;
-    bool linked;         /* in sig_waiters[signo] */
-    bool fired;          /* woken by a delivery */
-    gh_hub *hub;         /* NULL for a plain thread */
+    bool linked; /* in sig_waiters[signo] */
+    bool fired;  /* woken by a delivery */
+    gh_hub *hub; /* NULL for a plain thread */
     gh_task *task;
     gh__msg *msg;
     uint32_t seq;
@@ -74,8 +74,8 @@ static void sig_handler(int signo)
 
 static bool sig_valid(int signo)
 {
-    return signo > 0 && signo < NSIG && signo != SIGKILL && signo != SIGSTOP &&
-           signo != SIGSEGV && signo != SIGBUS && signo != SIGFPE && signo != SIGILL;
+    return signo > 0 && signo < NSIG && signo != SIGKILL && signo != SIGSTOP && signo != SIGSEGV &&
+           signo != SIGBUS && signo != SIGFPE && signo != SIGILL;
 }
 
 static void sig_unlink_node(sig_node *n)

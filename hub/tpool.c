@@ -46,11 +46,11 @@ struct gh_tpool {
     pthread_cond_t cond; /* work queued, or stopping, or shrunk */
     tp_job *head, *tail;
     size_t queued;
-    int size;            /* most threads */
-    int nthreads;        /* threads in the loop */
-    int idle;            /* threads waiting for work */
+    int size;     /* most threads */
+    int nthreads; /* threads in the loop */
+    int idle;     /* threads waiting for work */
     bool stopping;
-    tp_worker *workers;  /* every thread not yet joined */
+    tp_worker *workers; /* every thread not yet joined */
 };
 
 static pthread_mutex_t tpool_default_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -261,8 +261,7 @@ int gh_tpool_set_size(int threads)
     return 0;
 }
 
-int gh_tpool_run_on(gh_tpool *p, void *(*fn)(void *), void *arg, void **result,
-                    int64_t timeout_ns)
+int gh_tpool_run_on(gh_tpool *p, void *(*fn)(void *), void *arg, void **result, int64_t timeout_ns)
 {
     if (!p || !fn || timeout_ns < GH_FOREVER)
         return -EINVAL;

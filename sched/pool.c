@@ -15,12 +15,12 @@
 #include "hub/hub.h"
 
 struct gh_pool {
-    gh_hub *hub;         /* the hub whose tasks the pool runs */
-    size_t size;         /* slots */
-    size_t running;      /* slots taken (tasks running or about to be spawned) */
-    size_t waiting;      /* tasks in gh_pool_spawn waiting for a slot */
-    gh__waitq spawners;  /* FIFO of those tasks */
-    gh__waitq waitall;   /* tasks in gh_pool_waitall */
+    gh_hub *hub;        /* the hub whose tasks the pool runs */
+    size_t size;        /* slots */
+    size_t running;     /* slots taken (tasks running or about to be spawned) */
+    size_t waiting;     /* tasks in gh_pool_spawn waiting for a slot */
+    gh__waitq spawners; /* FIFO of those tasks */
+    gh__waitq waitall;  /* tasks in gh_pool_waitall */
 };
 
 typedef struct pool_job {

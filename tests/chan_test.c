@@ -203,7 +203,7 @@ static int cb_send, cb_recv;
 static void cb_chan(void *arg)
 {
     gh_chan *c = arg;
-    cb_send = gh_chan_send(c, (void *)4, 0);   /* no wait needed: allowed */
+    cb_send = gh_chan_send(c, (void *)4, 0); /* no wait needed: allowed */
     void *item;
     cb_recv = gh_chan_recv(c, &item, GH_FOREVER);
     cb_recv = gh_chan_recv(c, &item, GH_FOREVER); /* empty: would block */
@@ -301,8 +301,7 @@ static void test_chan_close_wakes_every_waiter(void **state)
     assert_int_equal(gh_chan_send(sc, (void *)1, 0), 0);
     close_waiter sw[2];
     for (int i = 0; i < 2; i++) {
-        sw[i] = (close_waiter){.c = sc, .send = true, .ready = &ready, .done = &done,
-                               .result = 99};
+        sw[i] = (close_waiter){.c = sc, .send = true, .ready = &ready, .done = &done, .result = 99};
         assert_int_equal(gh_spawn_on(gh_runtime_hub(rt, i), close_waiter_task, &sw[i]), 0);
     }
     pthread_t sth;
@@ -375,10 +374,10 @@ static void test_chan_unbuffered(void **state)
  * a direct hand-off and most of them a cross-thread wake).
  */
 #define PC_TASKS_PER_HUB 2
-#define PC_PRODUCERS (2 * PC_TASKS_PER_HUB + 1)
-#define PC_CONSUMERS (2 * PC_TASKS_PER_HUB + 1)
-#define PC_ITEMS 4000 /* per producer */
-#define PC_TOTAL (PC_PRODUCERS * PC_ITEMS)
+#define PC_PRODUCERS     (2 * PC_TASKS_PER_HUB + 1)
+#define PC_CONSUMERS     (2 * PC_TASKS_PER_HUB + 1)
+#define PC_ITEMS         4000 /* per producer */
+#define PC_TOTAL         (PC_PRODUCERS * PC_ITEMS)
 
 typedef struct pc_shared {
     gh_chan *c;

@@ -223,8 +223,12 @@ static void test_sem_fifo_handoff_no_barging(void **state)
     int order[4], norder = 0;
     sem_user u[4];
     for (int i = 0; i < 4; i++) {
-        u[i] = (sem_user){.sem = &sem, .id = i, .order = order, .norder = &norder,
-                          .result = 99, .timeout = GH_FOREVER};
+        u[i] = (sem_user){.sem = &sem,
+                          .id = i,
+                          .order = order,
+                          .norder = &norder,
+                          .result = 99,
+                          .timeout = GH_FOREVER};
         assert_int_equal(gh_spawn_n(sem_acquire_task, &u[i]), 0);
     }
     assert_int_equal(gh_yield(), 0);
@@ -287,8 +291,8 @@ static void test_sem_timeout_and_kill(void **state)
     assert_true(gh_now() - t0 >= 20 * GH_MSEC);
 
     int order[1], norder = 0;
-    sem_user u = {.sem = &sem, .order = order, .norder = &norder, .result = 99,
-                  .timeout = GH_FOREVER};
+    sem_user u = {
+        .sem = &sem, .order = order, .norder = &norder, .result = 99, .timeout = GH_FOREVER};
     gh_task *t = gh_spawn(sem_acquire_task, &u);
     assert_int_equal(gh_yield(), 0);
     assert_int_equal(gh_kill(t), 0);
@@ -343,7 +347,7 @@ static int cb_sem_poll, cb_sem_block, cb_sem_release;
 static void cb_sem(void *arg)
 {
     gh_sem *s = arg;
-    cb_sem_poll = gh_sem_acquire(s, 0);          /* can succeed at once: allowed */
+    cb_sem_poll = gh_sem_acquire(s, 0);           /* can succeed at once: allowed */
     cb_sem_block = gh_sem_acquire(s, GH_FOREVER); /* would block: -EPERM */
     cb_sem_release = gh_sem_release(s);
 }
