@@ -444,7 +444,8 @@ int gh_pool_spawn(gh_pool *pool, void (*fn)(void *), void *arg, gh_task **out,
                   int64_t timeout_ns);
 /**
  * Wait until no task of the pool is running.
- * @return 0; -ETIMEDOUT; -ECANCELED; -EPERM; -EDEADLK; -EINVAL. Its hub's thread.
+ * @return 0; -ETIMEDOUT; -ECANCELED; -EPERM; -EDEADLK (also when called by
+ * a task of the pool itself); -EINVAL. Its hub's thread.
  */
 int gh_pool_waitall(gh_pool *pool, int64_t timeout_ns);
 /**

@@ -70,13 +70,18 @@ static void pool_entry(void *arg)
 {
     pool_job *j = arg;
     gh_pool *p = j->pool;
-    void (*fn)(void *) = j->fn;
-    void *fn_arg = j->arg;
 
+    /* The job stays until fn returns: gh_pool_waitall finds its pool through it. */
+    j->fn(j->arg);
     free(j);
-    fn(fn_arg);
     /* gh_pool_free is -EBUSY while running > 0, so p is still there. */
     pool_slot_release(p);
+}
+
+/* The running task is one of @p's own (its waitall could never return). */
+static bool pool_is_member(gh_pool *p, gh_task *t)
+{
+    return t->fn == pool_entry && ((pool_job *)t->arg)->pool == p;
 }
 
 gh_pool *gh_pool_new(size_t size)
@@ -156,6 +161,8 @@ int gh_pool_waitall(gh_pool *p, int64_t timeout_ns)
         return -EINVAL;
     if (p->running == 0)
         return 0;
+    if (pool_is_member(p, h->current))
+        return -EDEADLK;
     int err = gh__can_block(h);
     if (err)
         return err;

@@ -216,6 +216,29 @@ static void test_pool_handle_and_errors(void **state)
     end_clean();
 }
 
+typedef struct self_wait {
+    gh_pool *pool;
+    int result;
+} self_wait;
+
+static void self_waitall_task(void *arg)
+{
+    self_wait *w = arg;
+    w->result = gh_pool_waitall(w->pool, GH_FOREVER);
+}
+
+static void test_pool_waitall_from_member_is_deadlock(void **state)
+{
+    (void)state;
+    gh_pool *p = gh_pool_new(2);
+    self_wait w = {.pool = p, .result = 99};
+    assert_int_equal(gh_pool_spawn(p, self_waitall_task, &w, NULL, 0), 0);
+    assert_int_equal(gh_pool_waitall(p, 10 * GH_SEC), 0);
+    assert_int_equal(w.result, -EDEADLK);
+    assert_int_equal(gh_pool_free(p), 0);
+    end_clean();
+}
+
 static int cb_spawn, cb_wait;
 static void cb_pool(void *arg)
 {
@@ -250,6 +273,7 @@ int main(void)
         cmocka_unit_test(test_pool_spawn_timeout_and_kill),
         cmocka_unit_test(test_pool_resize),
         cmocka_unit_test(test_pool_handle_and_errors),
+        cmocka_unit_test(test_pool_waitall_from_member_is_deadlock),
         cmocka_unit_test(test_pool_timer_callback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
