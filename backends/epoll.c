@@ -41,12 +41,12 @@ typedef struct epoll_fd {
 } epoll_fd;
 
 typedef struct epoll_state {
-    int epfd;                  /* the epoll instance */
-    int use_pwait2;            /* 1 until epoll_pwait2 fails with ENOSYS */
+    int epfd;                   /* the epoll instance */
+    int use_pwait2;             /* 1 until epoll_pwait2 fails with ENOSYS */
     struct epoll_event *events; /* buffer filled by epoll_wait */
-    int nevents;               /* its capacity */
-    epoll_fd *fds;             /* interest table, indexed by fd */
-    int nfds;                  /* its capacity */
+    int nevents;                /* its capacity */
+    epoll_fd *fds;              /* interest table, indexed by fd */
+    int nfds;                   /* its capacity */
 } epoll_state;
 
 static int64_t epoll_now_ns(void)

@@ -61,18 +61,18 @@ typedef struct libev_fd {
 
 typedef struct libev_state {
     struct ev_loop *loop;
-    libev_fd **fds;  /* indexed by fd, nfds long; NULL = never watched */
+    libev_fd **fds; /* indexed by fd, nfds long; NULL = never watched */
     int nfds;
-    int *killed;     /* fds whose watcher was stopped after an fd error */
+    int *killed; /* fds whose watcher was stopped after an fd error */
     int nkilled;
     int capkilled;
-    int *changed;    /* fds whose watcher was started since the last ev_run */
+    int *changed; /* fds whose watcher was started since the last ev_run */
     int nchanged;
     int capchanged;
-    ev_timer timer;  /* the poll timeout */
+    ev_timer timer;            /* the poll timeout */
     gh_backend_ready_fn ready; /* set for the duration of poll */
     void *ctx;
-    int reported;    /* fds reported in the current poll */
+    int reported; /* fds reported in the current poll */
 } libev_state;
 
 static pthread_once_t libev_once = PTHREAD_ONCE_INIT;

@@ -55,13 +55,13 @@ typedef struct libevent_fd {
 
 typedef struct libevent_state {
     struct event_base *base;
-    int early_close;     /* the method supports EV_CLOSED */
-    libevent_fd *fds;    /* indexed by fd, nfds long */
+    int early_close;  /* the method supports EV_CLOSED */
+    libevent_fd *fds; /* indexed by fd, nfds long */
     int nfds;
-    struct event *timer; /* the poll timeout */
+    struct event *timer;       /* the poll timeout */
     gh_backend_ready_fn ready; /* set for the duration of poll */
     void *ctx;
-    int reported;        /* fds reported in the current poll */
+    int reported; /* fds reported in the current poll */
 } libevent_state;
 
 static int64_t libevent_now_ns(void)

@@ -40,9 +40,9 @@ typedef struct poll_ready {
 typedef struct poll_state {
     struct pollfd *pfds; /* dense array of watched fds, npfds used */
     int npfds;
-    int cappfds;         /* capacity of pfds and of ready */
-    poll_ready *ready;   /* side list for dispatch */
-    poll_fd *fds;        /* fd -> slot map, nfds long */
+    int cappfds;       /* capacity of pfds and of ready */
+    poll_ready *ready; /* side list for dispatch */
+    poll_fd *fds;      /* fd -> slot map, nfds long */
     int nfds;
 } poll_state;
 
@@ -194,7 +194,8 @@ static int poll_backend_poll(void *state, int64_t timeout_ns, gh_backend_ready_f
                 events = interest;
             else
                 events = (((r.revents & POLLIN) ? GH_READ : 0) |
-                          ((r.revents & POLLOUT) ? GH_WRITE : 0)) & interest;
+                          ((r.revents & POLLOUT) ? GH_WRITE : 0)) &
+                         interest;
             if (events) {
                 ready(ctx, r.fd, events);
                 reported++;

@@ -12,8 +12,12 @@
 #include "greenhub_backend.h"
 
 static const gh_backend_ops *const registry_list[] = {
-    &gh_backend_epoll,    &gh_backend_poll,  &gh_backend_select,
-    &gh_backend_io_uring, &gh_backend_libev, &gh_backend_libevent,
+    &gh_backend_epoll,
+    &gh_backend_poll,
+    &gh_backend_select,
+    &gh_backend_io_uring,
+    &gh_backend_libev,
+    &gh_backend_libevent,
     NULL,
 };
 

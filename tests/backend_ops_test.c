@@ -9,6 +9,7 @@
  * once per poll, with a non-empty subset of the directions it is watched for
  * at the moment of the report (watch() calls made by callbacks included).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -25,7 +26,6 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
-#include <dirent.h>
 
 #include <cmocka.h>
 
@@ -55,16 +55,16 @@ typedef void (*hook_fn)(fixture *f, int fd, int events);
 
 struct fixture {
     const backend_case *bc;
-    void *st;                  /* backend state, NULL when the backend is unavailable */
+    void *st; /* backend state, NULL when the backend is unavailable */
     int init_err;
-    int open_fds_before;       /* to check that destroy and the test leak no fd */
-    uint8_t interest[MAX_FD];  /* our model of what each fd is watched for */
-    int owned[4096];           /* fds the test opened, closed at teardown */
+    int open_fds_before;      /* to check that destroy and the test leak no fd */
+    uint8_t interest[MAX_FD]; /* our model of what each fd is watched for */
+    int owned[4096];          /* fds the test opened, closed at teardown */
     int nowned;
-    report got[MAX_REPORT];    /* reports of the last poll */
+    report got[MAX_REPORT]; /* reports of the last poll */
     int ngot;
-    hook_fn hook;              /* called from the ready callback */
-    int hook_fds[4];           /* hook parameters */
+    hook_fn hook;    /* called from the ready callback */
+    int hook_fds[4]; /* hook parameters */
     int hook_done;
 };
 
@@ -251,12 +251,12 @@ static int teardown(void **state)
     return 0;
 }
 
-#define NEED_BACKEND(f)                                                                   \
-    do {                                                                                  \
-        if (!(f)->st) {                                                                   \
-            print_message("[ SKIP ] %s: init returned %d\n", (f)->bc->label, (f)->init_err); \
-            skip();                                                                       \
-        }                                                                                 \
+#define NEED_BACKEND(f)                                                                            \
+    do {                                                                                           \
+        if (!(f)->st) {                                                                            \
+            print_message("[ SKIP ] %s: init returned %d\n", (f)->bc->label, (f)->init_err);       \
+            skip();                                                                                \
+        }                                                                                          \
     } while (0)
 
 /* ---- tests ------------------------------------------------------------ */
@@ -827,7 +827,10 @@ static const struct {
     const char *name;
     CMUnitTestFunction fn;
 } test_list[] = {
-#define T(fn) {#fn, fn}
+#define T(fn)                                                                                      \
+    {                                                                                              \
+#fn, fn                                                                                    \
+    }
     T(test_backend_init_destroy),
     T(test_backend_read_after_write),
     T(test_backend_level_triggered),
