@@ -42,12 +42,14 @@ static inline double bench_min(const double *v, int n)
 /* Median of @n values (sorts a copy). */
 static inline double bench_median(const double *v, int n)
 {
-    double tmp[64];
-    if (n > 64)
-        n = 64;
+    double *tmp = malloc((size_t)n * sizeof *tmp);
+    if (!tmp)
+        abort();
     memcpy(tmp, v, (size_t)n * sizeof *tmp);
     qsort(tmp, (size_t)n, sizeof *tmp, bench_cmp_double);
-    return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
+    double m = n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
+    free(tmp);
+    return m;
 }
 
 /* Percentile @p (0..100) of @n sorted int64 samples. */

@@ -8,12 +8,11 @@
  *                task that records gh_now() - t0, then waits ~1 ms so the
  *                hub is asleep again; p50 / p99 of 10,000 samples.
  *
- * Reference, same shapes, same run: a mutex + condition-variable queue
- * feeding a plain consumer thread (the textbook worker queue: a ring large
- * enough never to fill, the consumer pops one item per lock, a producer
- * signals only when the consumer waits). The greenhub side does more per
- * item: every handoff becomes a green task with its own stack, run and
- * reclaimed; the reference only calls fn.
+ * References, same shapes, same run: a mutex + condition-variable queue
+ * feeding a plain consumer thread, in two builds (see below): the textbook
+ * list with a malloc'd node per item, and a preallocated ring. The
+ * greenhub side does more per item: every handoff becomes a green task
+ * with its own stack, run and reclaimed; a reference item is only a call.
  *
  * Targets: throughput >= 2x the reference; p50 wake-up no worse than it.
  *
@@ -30,7 +29,9 @@
 #ifndef TP_TOTAL
 #define TP_TOTAL 1000000 /* handoffs per throughput run, split among the producers */
 #endif
+#ifndef TP_REPS
 #define TP_REPS 5
+#endif
 #ifndef LAT_SAMPLES
 #define LAT_SAMPLES 10000
 #endif
@@ -52,20 +53,34 @@ static void tp_fn(void *arg)
     }
 }
 
-/* ------------------------------------------------ the reference queue */
+/* ------------------------------------------------ the reference queues */
 
-typedef struct ref_item {
+/*
+ * Two builds of the same mutex + condition-variable queue feeding a plain
+ * consumer thread, which pops one item per lock and calls fn(arg); a
+ * producer signals only when the consumer waits. They differ in where an
+ * item lives:
+ *   list  the textbook work queue: each item a malloc'd node, freed by the
+ *         consumer (what most C thread pools do);
+ *   ring  a preallocated ring large enough never to fill (no allocation
+ *         at all: the strongest form of the reference).
+ */
+typedef struct ref_node {
+    struct ref_node *next;
     void (*fn)(void *);
     void *arg;
-} ref_item;
+} ref_node;
 
-#define REF_CAP (1u << 21) /* > TP_TOTAL: producers never wait for room */
+#define REF_CAP (1u << 21) /* ring slots, > TP_TOTAL: producers never wait for room */
 
 typedef struct ref_queue {
+    const char *name;
+    bool ring_mode;
     pthread_mutex_t lock;
     pthread_cond_t not_empty;
-    ref_item *ring;
-    uint64_t head, tail; /* pop at head, push at tail */
+    ref_node *ring;             /* ring mode: slots (next unused) */
+    uint64_t head, tail;        /* ring mode: pop at head, push at tail */
+    ref_node *first, *last;     /* list mode */
     bool consumer_waiting;
     bool stop;
     pthread_t thread;
@@ -73,12 +88,35 @@ typedef struct ref_queue {
 
 static void ref_push(ref_queue *q, void (*fn)(void *), void *arg)
 {
+    ref_node *n = NULL;
+    if (!q->ring_mode) {
+        n = malloc(sizeof *n);
+        BENCH_CHECK(n, "malloc");
+        n->next = NULL;
+        n->fn = fn;
+        n->arg = arg;
+    }
     pthread_mutex_lock(&q->lock);
-    BENCH_CHECK(q->tail - q->head < REF_CAP, "reference ring full");
-    q->ring[q->tail++ & (REF_CAP - 1)] = (ref_item){fn, arg};
+    if (q->ring_mode) {
+        BENCH_CHECK(q->tail - q->head < REF_CAP, "reference ring full");
+        ref_node *slot = &q->ring[q->tail++ & (REF_CAP - 1)];
+        slot->fn = fn;
+        slot->arg = arg;
+    } else {
+        if (q->last)
+            q->last->next = n;
+        else
+            q->first = n;
+        q->last = n;
+    }
     if (q->consumer_waiting)
         pthread_cond_signal(&q->not_empty);
     pthread_mutex_unlock(&q->lock);
+}
+
+static bool ref_empty(const ref_queue *q)
+{
+    return q->ring_mode ? q->head == q->tail : q->first == NULL;
 }
 
 static void *ref_consumer(void *arg)
@@ -86,28 +124,43 @@ static void *ref_consumer(void *arg)
     ref_queue *q = arg;
     for (;;) {
         pthread_mutex_lock(&q->lock);
-        while (q->head == q->tail && !q->stop) {
+        while (ref_empty(q) && !q->stop) {
             q->consumer_waiting = true;
             pthread_cond_wait(&q->not_empty, &q->lock);
             q->consumer_waiting = false;
         }
-        if (q->head == q->tail) {
+        if (ref_empty(q)) {
             pthread_mutex_unlock(&q->lock);
             return NULL;
         }
-        ref_item it = q->ring[q->head++ & (REF_CAP - 1)];
-        pthread_mutex_unlock(&q->lock);
-        it.fn(it.arg);
+        if (q->ring_mode) {
+            ref_node it = q->ring[q->head++ & (REF_CAP - 1)];
+            pthread_mutex_unlock(&q->lock);
+            it.fn(it.arg);
+        } else {
+            ref_node *n = q->first;
+            q->first = n->next;
+            if (!q->first)
+                q->last = NULL;
+            pthread_mutex_unlock(&q->lock);
+            n->fn(n->arg);
+            free(n);
+        }
     }
 }
 
-static void ref_start(ref_queue *q)
+static void ref_start(ref_queue *q, const char *name, bool ring_mode)
 {
     memset(q, 0, sizeof *q);
+    q->name = name;
+    q->ring_mode = ring_mode;
     pthread_mutex_init(&q->lock, NULL);
     pthread_cond_init(&q->not_empty, NULL);
-    q->ring = malloc(REF_CAP * sizeof *q->ring);
-    BENCH_CHECK(q->ring, "malloc");
+    if (ring_mode) {
+        q->ring = malloc(REF_CAP * sizeof *q->ring);
+        BENCH_CHECK(q->ring, "malloc");
+        memset(q->ring, 0, REF_CAP * sizeof *q->ring); /* no page faults in the timing */
+    }
     BENCH_CHECK(pthread_create(&q->thread, NULL, ref_consumer, q) == 0, "pthread_create");
 }
 
@@ -228,64 +281,82 @@ int main(void)
     int err = gh_runtime_start(&rt, &cfg);
     BENCH_CHECK(err == 0, "gh_runtime_start: %s", gh_strerror(err));
     gh_hub *hub = gh_runtime_hub(rt, 0);
-    ref_queue ref;
-    ref_start(&ref);
+    ref_queue refs[2];
+    ref_start(&refs[0], "mutex+condvar list -> thread", false);
+    ref_start(&refs[1], "mutex+condvar ring -> thread", true);
     sem_init(&tp_done, 0, 0);
-    printf("greenhub //bench:handoff  (runtime hub on %s; throughput: median of %d runs of "
-           "%d handoffs; latency: %d samples ~1 ms apart)\n",
-           gh_hub_backend(hub), TP_REPS, TP_TOTAL, LAT_SAMPLES);
+    printf("greenhub //bench:handoff  (runtime hub on %s; throughput: median of %d runs of %d "
+           "handoffs;\n  latency: %d greenhub samples ~1 ms apart, %d of each reference; all take "
+           "turns, so drift hits all alike)\n",
+           gh_hub_backend(hub), TP_REPS, TP_TOTAL, LAT_SAMPLES, LAT_SAMPLES / 2);
 
-    /* Throughput: alternate greenhub and reference so drift hits both. */
-    double tp[2][2][TP_REPS]; /* [shape][gh=0 / ref=1][rep] */
+    static double tp[2][3][TP_REPS]; /* [shape][greenhub, list, ring][rep] */
     for (int r = 0; r < TP_REPS; r++)
         for (int shape = 0; shape < 2; shape++) {
             tp[shape][0][r] = run_throughput(shape + 1, hub, NULL);
-            tp[shape][1][r] = run_throughput(shape + 1, NULL, &ref);
+            tp[shape][1][r] = run_throughput(shape + 1, NULL, &refs[0]);
+            tp[shape][2][r] = run_throughput(shape + 1, NULL, &refs[1]);
         }
 
-    /* Wake-up latency: one greenhub sample, one reference sample, and so on. */
-    lat_sample *lg = calloc(LAT_SAMPLES, sizeof *lg);
-    lat_sample *lr = calloc(LAT_SAMPLES, sizeof *lr);
-    BENCH_CHECK(lg && lr, "calloc");
-    for (int i = 0; i < LAT_SAMPLES; i++) {
-        lg[i].t0 = gh_now();
-        err = gh_spawn_on(hub, lat_fn, &lg[i]);
-        BENCH_CHECK(err == 0, "gh_spawn_on: %s", gh_strerror(err));
-        lat_wait(&lg[i]);
-        lr[i].t0 = gh_now();
-        ref_push(&ref, lat_fn, &lr[i]);
-        lat_wait(&lr[i]);
+    /*
+     * Wake-up latency: a greenhub sample, then one of a reference (list and
+     * ring by turns: their wake-up is the same condition variable), and so on.
+     */
+    lat_sample *lat[3];
+    for (int k = 0; k < 3; k++) {
+        lat[k] = calloc(LAT_SAMPLES, sizeof *lat[k]);
+        BENCH_CHECK(lat[k], "calloc");
     }
-    double g50, g99, r50, r99;
-    lat_stats(lg, LAT_SAMPLES, &g50, &g99);
-    lat_stats(lr, LAT_SAMPLES, &r50, &r99);
+    for (int i = 0; i < LAT_SAMPLES; i++) {
+        lat[0][i].t0 = gh_now();
+        err = gh_spawn_on(hub, lat_fn, &lat[0][i]);
+        BENCH_CHECK(err == 0, "gh_spawn_on: %s", gh_strerror(err));
+        lat_wait(&lat[0][i]);
+        lat_sample *r = &lat[1 + i % 2][i / 2];
+        r->t0 = gh_now();
+        ref_push(&refs[i % 2], lat_fn, r);
+        lat_wait(r);
+    }
+    double p50[3], p99[3];
+    lat_stats(lat[0], LAT_SAMPLES, &p50[0], &p99[0]);
+    for (int k = 1; k < 3; k++)
+        lat_stats(lat[k], LAT_SAMPLES / 2, &p50[k], &p99[k]);
 
     gh_hub_stats st;
     gh_hub_get_stats(hub, &st);
     err = gh_runtime_stop(rt, GH_SEC);
     BENCH_CHECK(err == 0, "gh_runtime_stop: %s", gh_strerror(err));
     gh_runtime_destroy(rt);
-    ref_stop(&ref);
+    for (int k = 0; k < 2; k++)
+        ref_stop(&refs[k]);
 
-    const char *refname = "mutex+condvar queue -> thread";
     bench_table_header("handoff: gh_spawn_on into a runtime hub");
     for (int shape = 0; shape < 2; shape++) {
-        double g = bench_median(tp[shape][0], TP_REPS), f = bench_median(tp[shape][1], TP_REPS);
-        bench_row(shape == 0 ? "throughput, 1 producer -> 1 hub" : "throughput, 2 producers -> 1 hub",
-                  g, "/s", refname, f, "/s", g / f, ">= 2.00x", g / f >= 2.0 ? "ok" : "MISS");
+        double g = bench_median(tp[shape][0], TP_REPS);
+        for (int k = 0; k < 2; k++) {
+            double f = bench_median(tp[shape][k + 1], TP_REPS);
+            bench_row(shape == 0 ? "throughput, 1 producer -> 1 hub"
+                                 : "throughput, 2 producers -> 1 hub",
+                      g, "/s", refs[k].name, f, "/s", g / f, ">= 2.00x",
+                      g / f >= 2.0 ? "ok" : "MISS");
+        }
     }
-    bench_row("wake-up latency of a sleeping hub, p50", g50, "us", refname, r50, "us", g50 / r50,
-              "<= 1.00x", g50 <= r50 ? "ok" : "MISS");
-    bench_row("wake-up latency of a sleeping hub, p99", g99, "us", refname, r99, "us", g99 / r99,
-              "", "");
+    for (int k = 0; k < 2; k++)
+        bench_row("wake-up latency of a sleeping hub, p50", p50[0], "us", refs[k].name,
+                  p50[k + 1], "us", p50[0] / p50[k + 1], "<= 1.00x",
+                  p50[0] <= p50[k + 1] ? "ok" : "MISS");
+    for (int k = 0; k < 2; k++)
+        bench_row("wake-up latency of a sleeping hub, p99", p99[0], "us", refs[k].name,
+                  p99[k + 1], "us", p99[0] / p99[k + 1], "", "");
     printf("\nratio = greenhub / reference (throughput: higher is better; latency: lower is "
-           "better).\nhub counters: %llu handoffs in, %llu wakeup-fd writes, %llu loop "
-           "iterations.\n",
+           "better).\nEach greenhub handoff becomes a green task (stack, two switches, "
+           "reclaim); a reference item is a call.\nhub counters: %llu handoffs in, %llu "
+           "wakeup-fd writes, %llu loop iterations.\n",
            (unsigned long long)st.handoffs_in, (unsigned long long)st.wakeups_written,
            (unsigned long long)st.loop_iterations);
 
-    free(lg);
-    free(lr);
+    for (int k = 0; k < 3; k++)
+        free(lat[k]);
     sem_destroy(&tp_done);
     err = gh_hub_close(); /* this thread never made a hub: nothing to free */
     BENCH_CHECK(err == 0, "gh_hub_close: %s", gh_strerror(err));
