@@ -14,8 +14,10 @@
  *  - epoll_pwait2 (Linux 5.11) takes a nanosecond timespec; where it is
  *    missing (ENOSYS) we fall back to epoll_wait with milliseconds rounded up.
  *  - EPOLLERR and EPOLLHUP are always reported; EPOLLRDHUP is asked for only
- *    with GH_READ. All three are reported as every direction the fd is watched
- *    for at the time of the report.
+ *    with GH_READ. EPOLLERR and EPOLLHUP are reported as every direction the
+ *    fd is watched for at the time of the report; EPOLLRDHUP (the peer's
+ *    half-close) as GH_READ only, so a writer waiting on a full send buffer
+ *    is not woken by it.
  *  - The event buffer doubles (up to EPOLL_MAX_EVENTS) when a poll fills it.
  *  - data.u64 carries fd and a per-fd generation, so an event buffered for an
  *    fd that a ready callback forgot (and maybe re-watched) is not reported.
@@ -219,10 +221,11 @@ static int epoll_backend_poll(void *state, int64_t timeout_ns, gh_backend_ready_
             if (e->interest == 0 || e->gen != (uint32_t)(data >> 32))
                 continue;
             int events;
-            if (what & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) {
+            if (what & (EPOLLERR | EPOLLHUP)) {
                 events = (int)e->interest;
             } else {
-                events = ((what & EPOLLIN) ? GH_READ : 0) | ((what & EPOLLOUT) ? GH_WRITE : 0);
+                events = ((what & (EPOLLIN | EPOLLRDHUP)) ? GH_READ : 0) |
+                         ((what & EPOLLOUT) ? GH_WRITE : 0);
                 events &= (int)e->interest;
             }
             if (events) {

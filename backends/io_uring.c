@@ -34,6 +34,9 @@
  *  - CQEs are first gathered per fd (so one fd is reported once per poll
  *    even if several CQEs name it) and then dispatched, re-checking each fd's
  *    interest: callbacks may forget or change any fd.
+ *  - POLLERR, POLLHUP and POLLNVAL are reported as every watched direction;
+ *    POLLRDHUP (asked for with GH_READ: the peer's half-close) as GH_READ
+ *    only, so a writer waiting on a full send buffer is not woken by it.
  *  - A poll that fails with -EBADF (fd closed behind our back) is reported as
  *    every watched direction and re-armed, so it stays "ready", as POLLNVAL.
  *    But a poll already in flight when the fd is closed without being
@@ -168,10 +171,11 @@ static void uring_cqe(uring_state *s, uint64_t ud, int res, unsigned flags)
     int events;
     if (res == -ECANCELED)
         return; /* not cancelled by us (we change gen or armed first): re-arm */
-    if (res < 0 || (res & (POLLERR | POLLHUP | POLLRDHUP | POLLNVAL)))
+    if (res < 0 || (res & (POLLERR | POLLHUP | POLLNVAL)))
         events = e->interest;
-    else
-        events = (((res & POLLIN) ? GH_READ : 0) | ((res & POLLOUT) ? GH_WRITE : 0)) & e->interest;
+    else /* POLLRDHUP, the peer's half-close, is GH_READ only (greenhub_backend.h) */
+        events = (((res & (POLLIN | POLLRDHUP)) ? GH_READ : 0) | ((res & POLLOUT) ? GH_WRITE : 0)) &
+                 e->interest;
     if (!events)
         return;
     if (!e->queued) {

@@ -17,9 +17,10 @@
  *    event_del + event_assign + event_add. Forgetting is event_del, which
  *    also takes the event off the active queue, so an fd forgotten by a ready
  *    callback is not reported later in the same poll.
- *  - EV_CLOSED (EPOLLRDHUP) is asked for with GH_READ where the method has
- *    EV_FEATURE_EARLY_CLOSE; it, and EPOLLERR/EPOLLHUP (which libevent maps to
- *    EV_READ|EV_WRITE), are reported as every watched direction.
+ *  - EV_CLOSED (EPOLLRDHUP, the peer's half-close) is asked for with GH_READ
+ *    where the method has EV_FEATURE_EARLY_CLOSE and is reported as GH_READ
+ *    only; EPOLLERR/EPOLLHUP, which libevent maps to EV_READ|EV_WRITE (for
+ *    the directions the event was added with), are every watched direction.
  *  - event_add on a closed fd fails (-EBADF), on a regular file with epoll
  *    -EPERM; libevent also prints a warning to stderr for those (we do not
  *    replace the process-global log callback).
@@ -100,11 +101,9 @@ static void libevent_io_cb(evutil_socket_t fd, short what, void *arg)
     if (fd < 0 || fd >= s->nfds)
         return;
     int interest = s->fds[fd].interest;
-    int events;
-    if (what & EV_CLOSED)
-        events = interest;
-    else
-        events = (((what & EV_READ) ? GH_READ : 0) | ((what & EV_WRITE) ? GH_WRITE : 0)) & interest;
+    int events = (((what & (EV_READ | EV_CLOSED)) ? GH_READ : 0) |
+                  ((what & EV_WRITE) ? GH_WRITE : 0)) &
+                 interest;
     if (events && s->ready) {
         s->reported++;
         s->ready(s->ctx, (int)fd, events);

@@ -9,9 +9,10 @@
  *    then dispatches from the list, re-checking each fd's current interest and
  *    generation: a forgotten fd, or a new fd that took a forgotten one's number
  *    inside a callback, is not reported from the stale revents.
- *  - POLLERR, POLLHUP, POLLRDHUP and POLLNVAL (an fd closed behind our back)
- *    are reported as every watched direction, so the task's retry sees the
- *    real error; a closed fd stays "ready" until it is forgotten.
+ *  - POLLERR, POLLHUP and POLLNVAL (an fd closed behind our back) are
+ *    reported as every watched direction, so the task's retry sees the real
+ *    error; a closed fd stays "ready" until it is forgotten. POLLRDHUP (asked
+ *    for with GH_READ: the peer's half-close) is GH_READ only.
  *  - Regular files are always ready, as poll(2) says.
  *  - A poll that saw only stale revents waits out the rest of its timeout.
  */
@@ -190,10 +191,10 @@ static int poll_backend_poll(void *state, int64_t timeout_ns, gh_backend_ready_f
             short want = s->pfds[f->index].events;
             int interest = ((want & POLLIN) ? GH_READ : 0) | ((want & POLLOUT) ? GH_WRITE : 0);
             int events;
-            if (r.revents & (POLLERR | POLLHUP | POLLRDHUP | POLLNVAL))
+            if (r.revents & (POLLERR | POLLHUP | POLLNVAL))
                 events = interest;
             else
-                events = (((r.revents & POLLIN) ? GH_READ : 0) |
+                events = (((r.revents & (POLLIN | POLLRDHUP)) ? GH_READ : 0) |
                           ((r.revents & POLLOUT) ? GH_WRITE : 0)) &
                          interest;
             if (events) {

@@ -9,7 +9,8 @@
  *  - select has no hang-up bit: the kernel marks a hung-up fd readable, an
  *    errored one readable and writable. So a pipe's read end whose writer
  *    closed is reported as GH_READ only even if it is also watched for
- *    GH_WRITE (poll and epoll report both directions there).
+ *    GH_WRITE (poll and epoll report both directions there). A peer's
+ *    half-close makes the fd readable only, which is what the contract asks.
  *  - An fd closed behind our back makes the whole pselect fail with EBADF.
  *    poll then finds the closed fds (fcntl F_GETFD) and reports each as every
  *    watched direction, so its task retries and sees EBADF (it stays "ready"

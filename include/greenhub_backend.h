@@ -12,9 +12,13 @@
  *  - Interest is level-triggered as seen by the hub: while an fd is watched
  *    for GH_READ and is readable, every poll reports it. A backend built on an
  *    edge-like mechanism (io_uring multishot poll) re-arms to keep this true.
- *  - Errors and hang-ups (POLLERR, POLLHUP, EPOLLRDHUP) are reported as every
- *    direction the fd is watched for, so the waiting task retries its syscall
- *    and sees the real error.
+ *  - Errors and full hang-ups (POLLERR/EPOLLERR, POLLHUP/EPOLLHUP: both
+ *    directions are gone) are reported as every direction the fd is watched
+ *    for, so the waiting task retries its syscall and sees the real error.
+ *    A half-close (POLLRDHUP/EPOLLRDHUP: the peer shut its write side) is
+ *    GH_READ only: the read returns EOF, while writing may still work and
+ *    blocks as before. Reporting GH_WRITE there would wake a writer waiting
+ *    on a full send buffer at every poll, to meet EAGAIN again: a busy loop.
  *  - watch(fd, old, 0) forgets the fd completely; the hub calls it before it
  *    closes an fd, so no library keeps a stale registration.
  *  - poll never reports an fd that is not watched for that direction at the

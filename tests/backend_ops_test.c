@@ -492,6 +492,65 @@ static void test_backend_hangup_readable(void **state)
     assert_int_equal(poll_for(f, 1000 * MS), 4);
 }
 
+static void fill_send_buffer(int fd)
+{
+    static char chunk[4096];
+    while (send(fd, chunk, sizeof(chunk), MSG_DONTWAIT | MSG_NOSIGNAL) > 0) {
+    }
+    assert_int_equal(errno, EAGAIN);
+    while (send(fd, chunk, 1, MSG_DONTWAIT | MSG_NOSIGNAL) > 0) {
+    }
+}
+
+/* The peer shuts its write side (RDHUP) while our send buffer is full: that
+ * is GH_READ only. Reporting GH_WRITE too would wake a writer waiting on the
+ * full buffer at every poll, to meet EAGAIN again: a busy loop. A full
+ * hang-up (the peer closes) is still every watched direction. */
+static void test_backend_half_close_read_only(void **state)
+{
+    fixture *f = *state;
+    NEED_BACKEND(f);
+    int s[2];
+    make_socketpair(f, s);
+    fill_send_buffer(s[0]);
+    watch_ok(f, s[0], GH_READ | GH_WRITE);
+    assert_int_equal(poll_for(f, 30 * MS), 0); /* full, nothing to read */
+
+    assert_int_equal(shutdown(s[1], SHUT_WR), 0);
+    assert_int_equal(poll_until(f, s[0]), GH_READ);
+    /* Level-triggered, and never GH_WRITE while the buffer stays full. */
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(poll_for(f, i % 2 ? 0 : 1000 * MS), 1);
+        assert_int_equal(got(f, s[0]), GH_READ);
+    }
+    char c;
+    assert_int_equal(recv(s[0], &c, 1, MSG_DONTWAIT), 0); /* EOF */
+
+    /* Watched for writing only (the hub drops read interest nobody waits
+     * on): the half-close reports nothing at all. */
+    watch_ok(f, s[0], GH_WRITE);
+    int64_t t0 = now_ns();
+    assert_int_equal(poll_for(f, 50 * MS), 0);
+    assert_true(now_ns() - t0 >= 50 * MS);
+
+    /* The peer reads: room again, and that is GH_WRITE. */
+    drain(s[1]);
+    assert_int_equal(poll_until(f, s[0]), GH_WRITE);
+
+    /* Full again, then the peer closes: both directions are gone. */
+    watch_ok(f, s[0], GH_READ | GH_WRITE);
+    fill_send_buffer(s[0]);
+    close_fd(f, s[1]);
+    int seen = poll_until(f, s[0]);
+    /* select has no hang-up bit: readable, and writable only if the kernel
+     * says so (it may: the peer's queue was freed). */
+    if (is_select(f))
+        assert_true(seen & GH_READ);
+    else
+        assert_int_equal(seen, GH_READ | GH_WRITE);
+    watch_ok(f, s[0], 0);
+}
+
 static void check_timeout(fixture *f, int64_t timeout_ns)
 {
     int64_t t0 = now_ns();
@@ -841,6 +900,7 @@ static const struct {
     T(test_backend_close_behind_back_reuse),
     T(test_backend_close_after_forget_releases),
     T(test_backend_hangup_readable),
+    T(test_backend_half_close_read_only),
     T(test_backend_timeout_never_early),
     T(test_backend_timeout_zero_does_not_sleep),
     T(test_backend_forever_returns_when_ready),

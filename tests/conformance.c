@@ -5,7 +5,8 @@
  * Tasks, sleeps and timers over the backend; the trampoline on pipes and
  * sockets (ready, full, -EBUSY, timeouts, timeout 0); gh_close waking every
  * waiter with -EBADF; kill of a waiting task freeing its fd slot; loopback
- * sockets moving 4 MiB each way at once; fd reuse after gh_close; select's
+ * sockets moving 4 MiB each way at once; a peer's half-close waking the
+ * reader but not a writer on a full send buffer; fd reuse after gh_close; select's
  * FD_SETSIZE limit; gh_use_hub errors; a third-party backend defined here;
  * and live backend swaps on a busy hub, through every backend in turn.
  */
@@ -527,6 +528,123 @@ static void test_conf_sockets_loopback(void **state)
 
     /* The port is closed now: connect is refused. */
     assert_int_equal(gh_connect("127.0.0.1", port, IO_TIMEOUT), -ECONNREFUSED);
+    HUB_CLOSES_CLEAN();
+}
+
+/* ------------------------------------------------------------ half-close */
+
+typedef struct hc_writer {
+    int fd;
+    int wakeups;  /* gh_trampoline(GH_WRITE) returned 0 */
+    int spurious; /* ... and send still said EAGAIN */
+    int result;   /* 1 once a send got through, a negative errno, 0 while waiting */
+} hc_writer;
+
+static void hc_writer_task(void *arg)
+{
+    hc_writer *w = arg;
+    static const char junk[4096];
+    for (;;) {
+        int r = gh_trampoline(w->fd, GH_WRITE, IO_TIMEOUT);
+        if (r < 0) {
+            w->result = r;
+            return;
+        }
+        w->wakeups++;
+        ssize_t n = send(w->fd, junk, sizeof junk, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            w->result = 1;
+            return;
+        }
+        if (n < 0 && errno != EAGAIN) {
+            w->result = -errno;
+            return;
+        }
+        w->spurious++;
+    }
+}
+
+/* Fill @fd's send buffer and let it settle (TCP acks free room for a while). */
+static void fill_send_settled(int fd)
+{
+    fill_fd(fd);
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(gh_sleep(10 * GH_MSEC), 0);
+        if (fill_fd(fd) == 0)
+            return;
+    }
+    fail_msg("the send buffer never stayed full");
+}
+
+static void half_close_case(int fd, int peer)
+{
+    fill_send_settled(fd);
+    waiter r = {.fd = fd, .timeout = IO_TIMEOUT, .result = 1};
+    hc_writer w = {.fd = fd};
+    gh_task *tr = gh_spawn(read_task, &r);
+    gh_task *tw = gh_spawn(hc_writer_task, &w);
+    assert_int_equal(gh_sleep(5 * GH_MSEC), 0);
+    assert_int_equal(r.result, 1);
+    assert_int_equal(w.result, 0);
+    gh_hub_stats st0, st1;
+    assert_int_equal(gh_hub_get_stats(gh_get_hub(), &st0), 0);
+    assert_int_equal(st0.fd_waiters, 2);
+
+    /* The peer half-closes: the reader gets EOF, the writer stays asleep. */
+    int64_t shut = gh_now();
+    assert_int_equal(shutdown(peer, SHUT_WR), 0);
+    assert_int_equal(gh_join(tr, 5 * GH_SEC), 0);
+    gh_task_release(tr);
+    assert_int_equal(r.result, 0);
+    assert_int_equal(r.nread, 0);
+    assert_true(r.woke >= shut);
+    assert_int_equal(gh_sleep(200 * GH_MSEC), 0);
+    assert_int_equal(gh_hub_get_stats(gh_get_hub(), &st1), 0);
+    assert_int_equal(w.result, 0);
+    assert_int_equal(w.wakeups, 0);
+    assert_int_equal(w.spurious, 0);
+    assert_int_equal(st1.fd_waiters, 1);
+    /* A busy loop would be thousands of iterations in 200 ms. */
+    if (st1.loop_iterations - st0.loop_iterations > 50)
+        fail_msg("%s: %llu loop iterations in 200 ms with a writer on a full buffer",
+                 backend_now(), (unsigned long long)(st1.loop_iterations - st0.loop_iterations));
+
+    /* The peer reads: room, and the writer gets through. */
+    int64_t end = gh_now() + 10 * GH_SEC;
+    while (w.result == 0 && gh_now() < end) {
+        drain_fd(peer);
+        assert_int_equal(gh_sleep(2 * GH_MSEC), 0);
+    }
+    assert_int_equal(gh_join(tw, GH_SEC), 0);
+    gh_task_release(tw);
+    assert_int_equal(w.result, 1);
+    assert_int_equal(w.spurious, 0);
+}
+
+static void test_conf_half_close_wakes_reader_only(void **state)
+{
+    (void)state;
+    /* A socketpair... */
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    half_close_case(sv[0], sv[1]);
+    assert_int_equal(gh_close(sv[0]), 0);
+    assert_int_equal(gh_close(sv[1]), 0);
+
+    /* ...and TCP on loopback. */
+    int lfd = gh_listen("127.0.0.1", 0, 4);
+    assert_true(lfd >= 0);
+    acceptor a = {lfd, -1};
+    gh_task *ta = gh_spawn(accept_task, &a);
+    int cfd = gh_connect("127.0.0.1", listen_port(lfd), IO_TIMEOUT);
+    assert_true(cfd >= 0);
+    assert_int_equal(gh_join(ta, GH_FOREVER), 0);
+    gh_task_release(ta);
+    assert_true(a.fd >= 0);
+    half_close_case(a.fd, cfd);
+    assert_int_equal(gh_close(a.fd), 0);
+    assert_int_equal(gh_close(cfd), 0);
+    assert_int_equal(gh_close(lfd), 0);
     HUB_CLOSES_CLEAN();
 }
 
@@ -1080,6 +1198,7 @@ int main(void)
         cmocka_unit_test(test_conf_ebusy_and_close_wakes_all),
         cmocka_unit_test(test_conf_kill_waiter_frees_slot),
         cmocka_unit_test(test_conf_sockets_loopback),
+        cmocka_unit_test(test_conf_half_close_wakes_reader_only),
         cmocka_unit_test(test_conf_fd_reused_after_close),
         cmocka_unit_test(test_conf_select_fd_setsize),
         cmocka_unit_test(test_conf_use_hub_errors),
