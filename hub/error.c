@@ -33,6 +33,16 @@ const char *gh_strerror(int err)
         return "out of memory (ENOMEM)";
     case -ENOSYS:
         return "not supported by this kernel (ENOSYS)";
+    case -EPIPE:
+        return "closed: peer gone, or channel closed (EPIPE)";
+    case -ECONNRESET:
+        return "connection reset by peer (ECONNRESET)";
+    case -EMSGSIZE:
+        return "line or message longer than the limit (EMSGSIZE)";
+    case -EOVERFLOW:
+        return "semaphore released beyond its bound (EOVERFLOW)";
+    case -EALREADY:
+        return "event already set (EALREADY)";
     default:
         break;
     }
