@@ -49,9 +49,9 @@
 #include "greenhub.h"
 
 #define MAX_FIELDS 100
-#define MAX_BODY (1024 * 1024)
-#define OUT_SIZE (16 * 1024)
-#define HELLO "Hello, World!\n"
+#define MAX_BODY   (1024 * 1024)
+#define OUT_SIZE   (16 * 1024)
+#define HELLO      "Hello, World!\n"
 
 typedef struct server_cfg {
     int64_t timeout;   /* request / idle / write timeout */
@@ -156,7 +156,7 @@ static bool token_eq(const char *p, size_t n, const char *lit)
 
 typedef struct request {
     bool head_only, get_or_head;
-    int minor;        /* HTTP/1.<minor> */
+    int minor; /* HTTP/1.<minor> */
     bool conn_close, conn_keep_alive;
     int hosts;
     long long content_length; /* -1: none */

@@ -19,7 +19,7 @@
 #include "hub/hub.h"
 
 #define READER_DEFAULT_SIZE (16 * 1024)
-#define READER_MAX_SIZE ((size_t)1 << 30)
+#define READER_MAX_SIZE     ((size_t)1 << 30)
 
 int gh_reader_init(gh_reader *r, int fd, size_t bufsize)
 {

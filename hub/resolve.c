@@ -26,7 +26,7 @@
 #include "hub/resolve.h"
 
 #define RESOLVE_MAX_THREADS 4
-#define RESOLVE_IDLE_NS (5 * GH_SEC)
+#define RESOLVE_IDLE_NS     (5 * GH_SEC)
 
 typedef struct resolve_req {
     struct resolve_req *next; /* queue link */
@@ -35,9 +35,9 @@ typedef struct resolve_req {
     char *host, *service;     /* private copies (the caller may return first) */
     struct addrinfo hints;
     bool has_hints;
-    int rc;                   /* getaddrinfo's return value */
-    int sys_errno;            /* errno, for EAI_SYSTEM */
-    struct addrinfo *result;  /* owned by the record until the caller takes it */
+    int rc;                  /* getaddrinfo's return value */
+    int sys_errno;           /* errno, for EAI_SYSTEM */
+    struct addrinfo *result; /* owned by the record until the caller takes it */
     gh_xevent done;
 } resolve_req;
 
@@ -45,9 +45,10 @@ static struct {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     resolve_req *head, *tail;
+    int queued;  /* records in the queue */
     int threads; /* alive */
     int idle;    /* waiting for work */
-} resolve_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, 0, 0};
+} resolve_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, 0, 0, 0};
 
 /* Tests replace this to make a lookup slow or fail on purpose. */
 gh__getaddrinfo_fn gh__resolve_getaddrinfo = getaddrinfo;
@@ -68,8 +69,8 @@ static void resolve_run(resolve_req *q)
 {
     if (!atomic_load_explicit(&q->abandoned, memory_order_acquire)) {
         struct addrinfo *res = NULL;
-        int rc = gh__resolve_getaddrinfo(q->host, q->service, q->has_hints ? &q->hints : NULL,
-                                         &res);
+        int rc =
+            gh__resolve_getaddrinfo(q->host, q->service, q->has_hints ? &q->hints : NULL, &res);
         q->sys_errno = rc == EAI_SYSTEM ? errno : 0;
         q->rc = rc;
         q->result = rc == 0 ? res : NULL;
@@ -91,6 +92,7 @@ static void *resolve_thread(void *arg)
             resolve_pool.head = q->next;
             if (!resolve_pool.head)
                 resolve_pool.tail = NULL;
+            resolve_pool.queued--;
             pthread_mutex_unlock(&resolve_pool.lock);
             resolve_run(q);
             pthread_mutex_lock(&resolve_pool.lock);
@@ -152,8 +154,12 @@ static int resolve_submit(resolve_req *q)
     pthread_once(&resolve_once, resolve_init_cond);
     pthread_mutex_lock(&resolve_pool.lock);
     int err = 0;
-    /* Every queued record needs a thread that is idle or will look again. */
-    if (resolve_pool.idle == 0 && resolve_pool.threads < RESOLVE_MAX_THREADS) {
+    /*
+     * One more thread unless an idle one is free for this record (idle
+     * threads not yet woken for records queued before it do not count), so
+     * a slow lookup does not hold up the next one while the pool can grow.
+     */
+    if (resolve_pool.queued >= resolve_pool.idle && resolve_pool.threads < RESOLVE_MAX_THREADS) {
         pthread_t tid;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
@@ -179,6 +185,7 @@ static int resolve_submit(resolve_req *q)
         else
             resolve_pool.head = q;
         resolve_pool.tail = q;
+        resolve_pool.queued++;
         pthread_cond_signal(&resolve_pool.cond);
     }
     pthread_mutex_unlock(&resolve_pool.lock);

@@ -246,9 +246,8 @@ static void test_http_pipelined_in_order(void **state)
             len += (size_t)sprintf(req + len, "HEAD /%d HTTP/1.1\r\nHost: t\r\n\r\n", i);
             break;
         default:
-            len += (size_t)sprintf(req + len,
-                                   "POST /%d HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nabcde",
-                                   i);
+            len += (size_t)sprintf(
+                req + len, "POST /%d HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nabcde", i);
             break;
         }
     }

@@ -51,8 +51,8 @@
 #define UNDER_TSAN 0
 #endif
 
-#define FULL_CONNS 10000
-#define TSAN_CONNS 250
+#define FULL_CONNS   10000
+#define TSAN_CONNS   250
 #define SELECT_CONNS 900
 
 /* Budget for the whole exchange; generous for a loaded 2-core CI machine. */
@@ -177,8 +177,8 @@ static void run_client(int port, int n)
             _exit(12);
     }
     int err = gh_hub_run();
-    printf("# client: connected %d in %.2f s, exchanged in %.2f s\n", n,
-           (double)(t1 - t0) / GH_SEC, (double)(gh_now() - t1) / GH_SEC);
+    printf("# client: connected %d in %.2f s, exchanged in %.2f s\n", n, (double)(t1 - t0) / GH_SEC,
+           (double)(gh_now() - t1) / GH_SEC);
     fflush(stdout);
     if (err || c.ok != n || c.failed) {
         fprintf(stderr, "client: run %s, %d ok, %d failed, first error %s\n", gh_strerror(err),
@@ -198,12 +198,12 @@ typedef struct server {
     int n;
     int lfd;
     int accepted;
-    int payloads_in;  /* full payloads received and checked */
-    int live, peak;   /* connection tasks alive now / at most */
-    int done_ok;      /* connections answered and closed by the client */
+    int payloads_in; /* full payloads received and checked */
+    int live, peak;  /* connection tasks alive now / at most */
+    int done_ok;     /* connections answered and closed by the client */
     int failed;
     int first_err;
-    gh_event all_in;  /* the gate: every payload is in */
+    gh_event all_in; /* the gate: every payload is in */
 } server;
 
 typedef struct server_conn {
@@ -347,8 +347,8 @@ static void test_net_many_connections(void **state)
 
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
-    printf("# %s: %d connections, peak %d live tasks, %.2f s\n", backend ? backend : "default",
-           n, s.peak, (double)took / GH_SEC);
+    printf("# %s: %d connections, peak %d live tasks, %.2f s\n", backend ? backend : "default", n,
+           s.peak, (double)took / GH_SEC);
     if (s.failed)
         fail_msg("server: %d failed, first error %s", s.failed, gh_strerror(s.first_err));
     assert_true(WIFEXITED(status));

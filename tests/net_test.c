@@ -58,19 +58,18 @@ static int task_fail_line;
 static char task_fail_what[200];
 
 /* A check on a task's stack: remember the first failure for the root. */
-#define TCHECK(cond)                                                                         \
-    do {                                                                                     \
-        if (!(cond) && !task_fail_line) {                                                    \
-            task_fail_line = __LINE__;                                                       \
-            snprintf(task_fail_what, sizeof task_fail_what, "%s", #cond);                    \
-        }                                                                                    \
+#define TCHECK(cond)                                                                               \
+    do {                                                                                           \
+        if (!(cond) && !task_fail_line) {                                                          \
+            task_fail_line = __LINE__;                                                             \
+            snprintf(task_fail_what, sizeof task_fail_what, "%s", #cond);                          \
+        }                                                                                          \
     } while (0)
 
-#define TASKS_OK()                                                                           \
-    do {                                                                                     \
-        if (task_fail_line)                                                                  \
-            fail_msg("check in a task failed at line %d: %s", task_fail_line,                \
-                     task_fail_what);                                                        \
+#define TASKS_OK()                                                                                 \
+    do {                                                                                           \
+        if (task_fail_line)                                                                        \
+            fail_msg("check in a task failed at line %d: %s", task_fail_line, task_fail_what);     \
     } while (0)
 
 static int setup(void **state)
@@ -144,7 +143,7 @@ static void fill_pattern(uint8_t *p, size_t n, size_t offset)
 /* A task that reads @n pattern bytes from @fd and checks every one. */
 typedef struct drain_arg {
     int fd;
-    size_t n;      /* expected bytes; SIZE_MAX: until EOF */
+    size_t n; /* expected bytes; SIZE_MAX: until EOF */
     size_t got;
     bool check;    /* compare with the pattern */
     int64_t delay; /* sleep first */

@@ -29,19 +29,18 @@
 static int task_fail_line;
 static char task_fail_what[200];
 
-#define TCHECK(cond)                                                                         \
-    do {                                                                                     \
-        if (!(cond) && !task_fail_line) {                                                    \
-            task_fail_line = __LINE__;                                                       \
-            snprintf(task_fail_what, sizeof task_fail_what, "%s", #cond);                    \
-        }                                                                                    \
+#define TCHECK(cond)                                                                               \
+    do {                                                                                           \
+        if (!(cond) && !task_fail_line) {                                                          \
+            task_fail_line = __LINE__;                                                             \
+            snprintf(task_fail_what, sizeof task_fail_what, "%s", #cond);                          \
+        }                                                                                          \
     } while (0)
 
-#define TASKS_OK()                                                                           \
-    do {                                                                                     \
-        if (task_fail_line)                                                                  \
-            fail_msg("check in a task failed at line %d: %s", task_fail_line,                \
-                     task_fail_what);                                                        \
+#define TASKS_OK()                                                                                 \
+    do {                                                                                           \
+        if (task_fail_line)                                                                        \
+            fail_msg("check in a task failed at line %d: %s", task_fail_line, task_fail_what);     \
     } while (0)
 
 static int setup(void **state)

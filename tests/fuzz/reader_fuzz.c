@@ -30,14 +30,14 @@
 #include "greenhub.h"
 
 #define FUZZ_MAX_STREAM (16 * 1024)
-#define FUZZ_TIMEOUT (10 * GH_SEC)
+#define FUZZ_TIMEOUT    (10 * GH_SEC)
 
-#define FUZZ_CHECK(cond)                                                                     \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            fprintf(stderr, "reader_fuzz: check failed at line %d: %s\n", __LINE__, #cond);   \
-            abort();                                                                         \
-        }                                                                                    \
+#define FUZZ_CHECK(cond)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "reader_fuzz: check failed at line %d: %s\n", __LINE__, #cond);        \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 typedef struct fuzz_writer {
