@@ -10,6 +10,7 @@
  *   5. ready the tasks whose fds fired (from the backend's callback).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
@@ -137,31 +138,63 @@ static int hub_backend_open(const gh_backend_ops *ops, void **state)
     return ops->init(state);
 }
 
+/*
+ * What a swap carries over for @fd: the directions somebody waits on (and the
+ * wakeup fd). Interest nobody waits on is only the lazy cache hub_ready keeps;
+ * carrying it would let a stale slot refuse the swap: an fd served earlier and
+ * then closed with close() (-EBADF from epoll), or above select's FD_SETSIZE.
+ */
+static int hub_swap_carry(const gh_hub *h, int fd)
+{
+    const gh__fdslot *s = &h->fds[fd];
+    if (fd == h->inbox.wake_rfd)
+        return s->interest;
+    return s->interest & ((s->reader ? GH_READ : 0) | (s->writer ? GH_WRITE : 0));
+}
+
 int gh__hub_swap_backend(gh_hub *h, const gh_backend_ops *ops)
 {
     void *state = NULL;
     int err = hub_backend_open(ops, &state);
     if (err)
         return err;
-    /* Carry every registered fd over; on failure undo, and the hub keeps its backend. */
+    /* Carry every waited-on fd over; on failure undo, and the hub keeps its backend. */
     int fd;
     for (fd = 0; fd < h->nfds; fd++) {
-        if (!h->fds[fd].interest)
+        int carry = hub_swap_carry(h, fd);
+        if (!carry)
             continue;
-        err = ops->watch(state, fd, 0, h->fds[fd].interest);
+        err = ops->watch(state, fd, 0, carry);
+        if (err == -EBADF && fd != h->inbox.wake_rfd && fcntl(fd, F_GETFD) < 0 &&
+            errno == EBADF) {
+            /* Closed behind the hub's back: its waiters get what gh_close gives them. */
+            gh__fdslot *s = &h->fds[fd];
+            if (s->reader)
+                gh__task_wake_detach(s->reader, -EBADF);
+            if (s->writer)
+                gh__task_wake_detach(s->writer, -EBADF);
+            err = 0;
+            continue;
+        }
         if (err)
             break;
     }
     if (err) {
-        for (int undo = 0; undo < fd; undo++)
-            if (h->fds[undo].interest)
-                ops->watch(state, undo, h->fds[undo].interest, 0);
+        for (int undo = 0; undo < fd; undo++) {
+            int carry = hub_swap_carry(h, undo);
+            if (carry)
+                ops->watch(state, undo, carry, 0);
+        }
         ops->destroy(state);
         return err;
     }
-    for (fd = 0; fd < h->nfds; fd++)
-        if (h->fds[fd].interest)
-            h->ops->watch(h->bstate, fd, h->fds[fd].interest, 0);
+    for (fd = 0; fd < h->nfds; fd++) {
+        gh__fdslot *s = &h->fds[fd];
+        if (!s->interest)
+            continue;
+        h->ops->watch(h->bstate, fd, s->interest, 0);
+        s->interest = (uint8_t)hub_swap_carry(h, fd);
+    }
     h->ops->destroy(h->bstate);
     h->ops = ops;
     h->bstate = state;
