@@ -716,6 +716,22 @@ static void test_net_listen_ipv4_ipv6_reuse(void **state)
     HUB_CLOSES_CLEAN();
 }
 
+/* A task that connects (by name or literal) and records the result. */
+typedef struct resolve_call {
+    const char *host;
+    int port;
+    int result;
+} resolve_call;
+
+static void connect_task(void *arg)
+{
+    resolve_call *c = arg;
+    int fd = gh_connect(c->host, c->port, 10 * GH_SEC);
+    c->result = fd < 0 ? fd : 0;
+    if (fd >= 0)
+        gh_close(fd);
+}
+
 static void test_net_connect_errors(void **state)
 {
     (void)state;
@@ -731,6 +747,37 @@ static void test_net_connect_errors(void **state)
     assert_int_equal(gh_connect("127.0.0.1", 0, GH_SEC), -EINVAL);
     assert_int_equal(gh_connect("127.0.0.1", 65536, GH_SEC), -EINVAL);
     assert_int_equal(gh_connect("127.0.0.1", 80, -7), -EINVAL);
+
+    /*
+     * A listener whose accept queue is full drops new SYNs: connect hangs
+     * until its timeout, or until the task is killed.
+     */
+    int l = gh_listen("127.0.0.1", 0, 1);
+    assert_true(l >= 0);
+    port = local_port(l);
+    int held[8], nheld = 0, err = 0;
+    while (nheld < 8) {
+        int64_t t0 = gh_now();
+        err = gh_connect("127.0.0.1", port, 200 * GH_MSEC);
+        if (err < 0) {
+            assert_int_equal(err, -ETIMEDOUT);
+            assert_true(gh_now() - t0 >= 200 * GH_MSEC);
+            break;
+        }
+        held[nheld++] = err;
+    }
+    assert_int_equal(err, -ETIMEDOUT);
+    resolve_call kc = {"127.0.0.1", port, 1};
+    gh_task *t = gh_spawn(connect_task, &kc);
+    assert_int_equal(gh_sleep(30 * GH_MSEC), 0);
+    assert_int_equal(kc.result, 1); /* still waiting */
+    assert_int_equal(gh_kill(t), 0);
+    assert_int_equal(gh_join(t, GH_SEC), 0);
+    gh_task_release(t);
+    assert_int_equal(kc.result, -ECANCELED);
+    while (nheld > 0)
+        gh_close(held[--nheld]);
+    gh_close(l);
     HUB_CLOSES_CLEAN();
 }
 
@@ -801,21 +848,6 @@ static void ticker_task(void *arg)
     ticker *k = arg;
     while (!k->stop && gh_sleep(5 * GH_MSEC) == 0)
         k->ticks++;
-}
-
-typedef struct resolve_call {
-    const char *host;
-    int port;
-    int result;
-} resolve_call;
-
-static void connect_task(void *arg)
-{
-    resolve_call *c = arg;
-    int fd = gh_connect(c->host, c->port, 10 * GH_SEC);
-    c->result = fd < 0 ? fd : 0;
-    if (fd >= 0)
-        gh_close(fd);
 }
 
 static void lookup_from_callback(void *arg)
