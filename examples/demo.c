@@ -321,7 +321,7 @@ int main(int argc, char **argv)
            "handoffs_in", "wakeups", "loop_iters");
     unsigned long served = 0;
     for (int i = 0; i < nsrv; i++) {
-        char who[16];
+        char who[32];
         snprintf(who, sizeof who, "server%d", i);
         print_row(who, srv[i].hub);
         served += srv[i].served;
