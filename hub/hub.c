@@ -417,7 +417,9 @@ void gh__mainloop(gh_hub *h)
         }
         last_poll = now;
         int n = h->ops->poll(h->bstate, timeout, hub_ready, h);
-        atomic_store_explicit(&h->inbox.sleep_state, GH__INBOX_AWAKE, memory_order_relaxed);
+        /* Only write when it changed: producers read this line on every handoff. */
+        if (atomic_load_explicit(&h->inbox.sleep_state, memory_order_relaxed) != GH__INBOX_AWAKE)
+            atomic_store_explicit(&h->inbox.sleep_state, GH__INBOX_AWAKE, memory_order_relaxed);
         if (n < 0 && n != -EINTR) {
             static _Thread_local int reported;
             if (!reported++)

@@ -42,10 +42,16 @@ typedef struct gh__inbox {
     gh__msg *tail;             /* the hub pops here */
     gh__msg stub;
     char pad1[64];
+    /*
+     * Producers write gate twice per handoff and only read sleep_state, which
+     * the hub writes every iteration: each on a line of its own, or every
+     * handoff pays a cache miss on its read-modify-writes.
+     */
+    _Atomic uint64_t gate;     /* bit 0: closed (refusing); bits 1..: producers mid-post */
+    char pad2[64 - sizeof(uint64_t)];
     _Atomic int sleep_state;   /* GH__INBOX_* */
-    /* Bit 0: closed (refusing). Bits 1..: producers between their check and their push. */
-    _Atomic uint64_t gate;
     int wake_rfd, wake_wfd;    /* eventfd: both the same fd; pipe: read and write ends */
+    char pad3[64 - 3 * sizeof(int)];
 } gh__inbox;
 
 int gh__inbox_init(gh__inbox *in);
