@@ -60,9 +60,11 @@
 
 static int conns_for_backend(const char *backend)
 {
+    if (UNDER_TSAN)
+        return TSAN_CONNS; /* below SELECT_CONNS too */
     if (backend && strcmp(backend, "select") == 0)
         return SELECT_CONNS;
-    return UNDER_TSAN ? TSAN_CONNS : FULL_CONNS;
+    return FULL_CONNS;
 }
 
 /* ------------------------------------------------------------ payloads */
