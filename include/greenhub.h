@@ -58,7 +58,8 @@ gh_hub *gh_get_hub(void);
 /**
  * Switch this thread's hub to the built-in backend @backend ("epoll", "poll",
  * "select", "io_uring", "libev", "libevent"; NULL = the default order).
- * Every fd waiter and timer is carried over to the new backend.
+ * Every fd waiter and timer is carried over to the new backend (a waiter whose
+ * fd was closed with close() behind the hub's back may be woken with -EBADF).
  * @return 0; -ENOENT for an unknown name; -ENOSYS/-EPERM when the kernel
  *         refuses the mechanism; -EINVAL if a watched fd cannot be held by the
  *         new backend; -EPERM from a timer callback. On any error the hub
