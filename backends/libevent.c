@@ -101,9 +101,9 @@ static void libevent_io_cb(evutil_socket_t fd, short what, void *arg)
     if (fd < 0 || fd >= s->nfds)
         return;
     int interest = s->fds[fd].interest;
-    int events = (((what & (EV_READ | EV_CLOSED)) ? GH_READ : 0) |
-                  ((what & EV_WRITE) ? GH_WRITE : 0)) &
-                 interest;
+    int events =
+        (((what & (EV_READ | EV_CLOSED)) ? GH_READ : 0) | ((what & EV_WRITE) ? GH_WRITE : 0)) &
+        interest;
     if (events && s->ready) {
         s->reported++;
         s->ready(s->ctx, (int)fd, events);

@@ -258,8 +258,8 @@ static void pipe_reader(void *arg)
     ssize_t n = gh_read(pipe_fds[0], &c, 1, 10 * GH_SEC);
     check(n == 1 && c == '!', "pipe read");
     check(gh_now() >= pipe_written, "pipe woke before its byte");
-    printf("pipe reader woke on %s, %.1f ms after the timer wrote\n",
-           gh_hub_backend(gh_get_hub()), (double)(gh_now() - pipe_written) / GH_MSEC);
+    printf("pipe reader woke on %s, %.1f ms after the timer wrote\n", gh_hub_backend(gh_get_hub()),
+           (double)(gh_now() - pipe_written) / GH_MSEC);
 }
 
 /* Swap the busy hub to the built-in poll backend and back, from a task. */

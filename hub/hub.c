@@ -165,8 +165,7 @@ int gh__hub_swap_backend(gh_hub *h, const gh_backend_ops *ops)
         if (!carry)
             continue;
         err = ops->watch(state, fd, 0, carry);
-        if (err == -EBADF && fd != h->inbox.wake_rfd && fcntl(fd, F_GETFD) < 0 &&
-            errno == EBADF) {
+        if (err == -EBADF && fd != h->inbox.wake_rfd && fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
             /* Closed behind the hub's back: its waiters get what gh_close gives them. */
             gh__fdslot *s = &h->fds[fd];
             if (s->reader)

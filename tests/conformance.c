@@ -606,8 +606,8 @@ static void half_close_case(int fd, int peer)
     assert_int_equal(st1.fd_waiters, 1);
     /* A busy loop would be thousands of iterations in 200 ms. */
     if (st1.loop_iterations - st0.loop_iterations > 50)
-        fail_msg("%s: %llu loop iterations in 200 ms with a writer on a full buffer",
-                 backend_now(), (unsigned long long)(st1.loop_iterations - st0.loop_iterations));
+        fail_msg("%s: %llu loop iterations in 200 ms with a writer on a full buffer", backend_now(),
+                 (unsigned long long)(st1.loop_iterations - st0.loop_iterations));
 
     /* The peer reads: room, and the writer gets through. */
     int64_t end = gh_now() + 10 * GH_SEC;

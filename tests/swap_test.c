@@ -22,6 +22,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -31,7 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/select.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -134,11 +134,11 @@ static void wait_flag(const volatile int *flag, const char *what)
 typedef struct rd {
     int fd;
     char want;
-    int64_t written; /* set just before the byte is written; 0 = not yet */
-    int64_t woke;    /* when the byte was read */
-    int wakeups;     /* gh_trampoline returned 0 */
-    int early;       /* ... before the byte was written */
-    int spurious;    /* ... and the read said EAGAIN */
+    int64_t written;     /* set just before the byte is written; 0 = not yet */
+    int64_t woke;        /* when the byte was read */
+    int wakeups;         /* gh_trampoline returned 0 */
+    int early;           /* ... before the byte was written */
+    int spurious;        /* ... and the read said EAGAIN */
     volatile int result; /* 1: got @want; 0: waiting; < 0: errno */
     char got;
 } rd;
@@ -278,7 +278,7 @@ static void check_repeater(const repeater *r)
     assert_true(r->n > 0 && r->n < MAXTICKS);
     for (int j = 0; j < r->n; j++)
         if (r->at[j] < r->start + (j + 1) * r->interval)
-            fail_msg("repeating timer (%lld ns): tick %d at +%lld ns, before its slot", 
+            fail_msg("repeating timer (%lld ns): tick %d at +%lld ns, before its slot",
                      (long long)r->interval, j, (long long)(r->at[j] - r->start));
 }
 
@@ -344,7 +344,7 @@ typedef struct chain_ctx {
     sleeper sleepers[NSLEEP];
     oneshot oneshots[NONESHOT];
     repeater fast, slow;
-    int swapped[NCHAIN];   /* 1 if the chain reached this backend */
+    int swapped[NCHAIN]; /* 1 if the chain reached this backend */
     volatile int swapper_done;
 } chain_ctx;
 
