@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -903,6 +904,12 @@ static void test_swap_with_fd_closed_behind_hub(void **state)
 
 int main(void)
 {
+    /* fd 5000 must exist: raise the soft fd limit to the hard one. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_swap_chain_busy_hub),
         cmocka_unit_test(test_swap_to_select_refused_for_fd_above_setsize),
