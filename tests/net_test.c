@@ -703,6 +703,16 @@ static void test_net_listen_ipv4_ipv6_reuse(void **state)
     assert_int_equal(gh_listen("127.0.0.1", 70000, 8), -EINVAL);
     assert_int_equal(gh_listen("127.0.0.1", -1, 8), -EINVAL);
     assert_int_equal(gh_listen("[::1", 0, 8), -EINVAL);
+    /* Scoped literals: an interface by name or number; an unknown one is -EINVAL. */
+    l = gh_listen("::1%lo", 0, 8);
+    assert_true(l >= 0);
+    gh_close(l);
+    l = gh_listen("::1%1", 0, 8);
+    assert_true(l >= 0);
+    gh_close(l);
+    assert_int_equal(gh_listen("fe80::1%no-such-if0", 0, 8), -EINVAL);
+    assert_int_equal(gh_listen("::1%", 0, 8), -EINVAL);
+    assert_int_equal(gh_listen("127.0.0.1%lo", 0, 8), -EINVAL);
 
     /* gh_accept: timeouts and a bad fd. */
     l = gh_listen(NULL, 0, 8);
