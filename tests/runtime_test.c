@@ -573,6 +573,29 @@ static void *slow_answer(void *arg)
     return (void *)((uintptr_t)arg + 1);
 }
 
+/* On a hub: gh_call_on to the same hub (fn runs as a sibling task while we wait green). */
+static void *call_own_hub(void *arg)
+{
+    void *v = NULL;
+    int err = gh_call_on(gh_get_hub(), slow_answer, arg, &v, 30 * GH_SEC);
+    return err ? (void *)(intptr_t)err : v;
+}
+
+/* From a timer callback (MAINLOOP), gh_call_on would block the loop: -EPERM, fn never runs. */
+static atomic_int call_from_cb_result = 1;
+static atomic_ulong call_from_cb_done;
+static void call_from_timer_cb(void *arg)
+{
+    atomic_store(&call_from_cb_result, gh_call_on(arg, slow_answer, NULL, NULL, GH_SEC));
+    atomic_fetch_add(&call_from_cb_done, 1);
+}
+static void arm_call_from_timer(void *arg)
+{
+    gh_timer *t = gh_call_after(GH_MSEC, call_from_timer_cb, arg);
+    if (t)
+        gh_timer_release(t);
+}
+
 static void test_runtime_call_on_hub_to_hub(void **state)
 {
     (void)state;
@@ -595,6 +618,17 @@ static void test_runtime_call_on_hub_to_hub(void **state)
     assert_non_null(g.call_value);
     assert_string_equal((const char *)g.call_value, "ticked");
     assert_true(g.ticks_during_call >= 5);
+
+    /* A hub to itself. */
+    res = NULL;
+    assert_int_equal(gh_call_on(h0, call_own_hub, (void *)9, &res, 60 * GH_SEC), 0);
+    assert_ptr_equal(res, (void *)10);
+
+    /* From a timer callback: -EPERM. */
+    atomic_store(&call_from_cb_done, 0);
+    assert_int_equal(gh_spawn_on(h0, arm_call_from_timer, h1), 0);
+    assert_true(wait_at_least(&call_from_cb_done, 1, 20 * GH_SEC));
+    assert_int_equal(atomic_load(&call_from_cb_result), -EPERM);
 
     /* This thread's own (non-runtime) hub to hub 1: its root waits green too. */
     green_ctx m = {.other = h1};
