@@ -27,6 +27,14 @@
  *    GREENHUB_IO_URING_POLL=multishot (read at init) selects multishot where
  *    the kernel has it (5.13+, probed at init with an eventfd); any other
  *    value, or none, is single-shot.
+ *  - The kernel's poll cannot mask EPOLLRDHUP (nor ERR, HUP, NVAL): it is
+ *    always in the poll's events. So a half-closed socket watched for
+ *    GH_WRITE only, with a full send buffer, completes a single-shot poll at
+ *    once with nothing to report (RDHUP is GH_READ), at every re-arm: a spin
+ *    inside poll(). An fd whose single-shot poll completes with nothing to
+ *    report gets multishot polls from then on (until it is forgotten), which
+ *    post a CQE only at a wakeup. On kernels without multishot that fd still
+ *    spins while the half-close lasts.
  *  - user_data carries fd and a 30-bit per-fd generation of the poll in
  *    flight; a CQE of a removed, replaced or forgotten poll does not match and
  *    is dropped. Remove/update/probe CQEs carry a tag in the top bits and are
@@ -81,13 +89,15 @@ typedef struct uring_fd {
     uint8_t recheck;  /* multishot: reported, re-check the level at the next flush */
     uint8_t pending;  /* events gathered from CQEs, not yet dispatched */
     uint8_t queued;   /* on the batch list */
+    uint8_t multi;    /* multishot polls for this fd even in single-shot mode (uring_cqe) */
     uint32_t gen;     /* generation of the poll in flight */
 } uring_fd;
 
 typedef struct uring_state {
     struct io_uring ring;
-    int multishot; /* arm IORING_POLL_ADD_MULTI polls */
-    uring_fd *fds; /* indexed by fd, nfds long */
+    int multishot;    /* arm IORING_POLL_ADD_MULTI polls */
+    int multishot_ok; /* the kernel keeps multishot polls armed (probed at init) */
+    uring_fd *fds;    /* indexed by fd, nfds long */
     int nfds;
     int *dirty; /* fds whose kernel poll must change at the next flush; cap nfds */
     int ndirty;
@@ -176,8 +186,13 @@ static void uring_cqe(uring_state *s, uint64_t ud, int res, unsigned flags)
     else /* POLLRDHUP, the peer's half-close, is GH_READ only (greenhub_backend.h) */
         events = (((res & (POLLIN | POLLRDHUP)) ? GH_READ : 0) | ((res & POLLOUT) ? GH_WRITE : 0)) &
                  e->interest;
-    if (!events)
+    if (!events) {
+        /* Only bits the interest does not map (RDHUP with GH_WRITE only): a
+         * single-shot re-arm would complete at once again. See the top. */
+        if (!more && s->multishot_ok)
+            e->multi = 1;
         return;
+    }
     if (!e->queued) {
         e->queued = 1;
         s->batch[s->nbatch++] = fd;
@@ -241,7 +256,7 @@ static int uring_flush(uring_state *s)
             if (!(sqe = uring_get_sqe(s)))
                 break;
             e->gen = (e->gen + 1) & URING_GEN_MASK;
-            if (s->multishot)
+            if (s->multishot || e->multi)
                 io_uring_prep_poll_multishot(sqe, fd, uring_poll_mask(e->interest));
             else
                 io_uring_prep_poll_add(sqe, fd, uring_poll_mask(e->interest));
@@ -362,9 +377,10 @@ static int uring_backend_init(void **state)
         }
     }
 
+    s->multishot_ok = uring_probe_multishot(s);
     const char *mode = getenv("GREENHUB_IO_URING_POLL");
     if (mode && strcmp(mode, "multishot") == 0)
-        s->multishot = uring_probe_multishot(s);
+        s->multishot = s->multishot_ok;
     *state = s;
     return 0;
 }
@@ -395,6 +411,7 @@ static int uring_backend_watch(void *state, int fd, int old_events, int new_even
         uring_fd *e = &s->fds[fd];
         e->interest = 0;
         e->pending = 0;
+        e->multi = 0;
         if (e->armed) {
             struct io_uring_sqe *sqe = uring_get_sqe(s);
             if (!sqe) {
@@ -427,6 +444,7 @@ static int uring_backend_watch(void *state, int fd, int old_events, int new_even
         e->armed = 0;
         e->recheck = 0;
         e->pending = 0;
+        e->multi = 0;
     }
     e->interest = (uint8_t)new_events;
     uring_mark_dirty(s, fd);
