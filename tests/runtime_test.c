@@ -290,15 +290,30 @@ static void test_runtime_thread_names(void **state)
 static void test_runtime_mixed_backends(void **state)
 {
     (void)state;
-    static const char *const names[] = {"epoll", "poll", "select", "io_uring", "libev",
-                                        "libevent", NULL};
+    static const char *const all[] = {"epoll", "poll", "select", "io_uring", "libev", "libevent"};
+    const char *names[7];
+    /* A kernel (or seccomp filter) may refuse io_uring: then that thread runs poll. */
+    for (int i = 0; i < 6; i++) {
+        int err = gh_use_hub(all[i]);
+        names[i] = all[i];
+        if (err) {
+            assert_true(err == -ENOSYS || err == -EPERM);
+            print_message("backend %s refused here (%s); using poll\n", all[i], gh_strerror(err));
+            names[i] = "poll";
+        }
+        assert_int_equal(gh_hub_close(), 0);
+    }
+    /* A NULL entry takes the default, as a new hub of this thread would. */
+    names[6] = NULL;
+    assert_int_equal(gh_use_hub(NULL), 0);
+    const char *dflt = gh_hub_backend(gh_get_hub());
+    assert_int_equal(gh_hub_close(), 0);
+
     gh_runtime *rt = start_rt(7, names);
     for (int i = 0; i < 7; i++) {
         gh_hub *h = gh_runtime_hub(rt, i);
         assert_non_null(h);
-        const char *want = names[i] ? names[i] : gh_hub_backend(gh_runtime_hub(rt, 0));
-        if (i < 6)
-            assert_string_equal(gh_hub_backend(h), want);
+        assert_string_equal(gh_hub_backend(h), names[i] ? names[i] : dflt);
         gh_hub_stats st;
         assert_int_equal(gh_hub_get_stats(h, &st), 0);
         assert_string_equal(st.backend, gh_hub_backend(h));
@@ -309,8 +324,6 @@ static void test_runtime_mixed_backends(void **state)
         assert_int_equal(gh_call_on(h, hub_of_runner, NULL, &res, 20 * GH_SEC), 0);
         assert_ptr_equal(res, h);
     }
-    /* The NULL entry took the default order. */
-    assert_non_null(gh_hub_backend(gh_runtime_hub(rt, 6)));
     stop_destroy(rt);
     end_clean();
 }
