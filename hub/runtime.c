@@ -274,7 +274,12 @@ void gh_runtime_destroy(gh_runtime *rt)
 {
     if (!rt)
         return;
-    gh_runtime_stop(rt, GH_FOREVER);
+    if (gh_runtime_stop(rt, GH_FOREVER) == -EDEADLK) {
+        /* From one of its own threads: freeing would pull the hub from under us. */
+        fprintf(stderr, "greenhub: gh_runtime_destroy called from the runtime's own "
+                        "thread; ignored (call it from a thread outside the runtime)\n");
+        return;
+    }
     rt_free(rt);
 }
 

@@ -273,13 +273,18 @@ int gh_call_on(gh_hub *target, void *(*fn)(void *), void *arg, void **result,
  * Stop every hub: each refuses new handoffs with -ESHUTDOWN, runs every
  * handoff it accepted, cancels repeating timers and lets tasks finish. After
  * @drain_timeout_ns it kills what is left.
- * @return 0; -ETIMEDOUT when some hub had to kill tasks (named on stderr).
+ * @return 0; -ETIMEDOUT when some hub had to kill tasks (named on stderr);
+ *         -EDEADLK from a thread of @rt itself.
  * Hub pointers stay valid (refusing) until gh_runtime_destroy. Any thread but
  * the runtime's own.
  */
 int gh_runtime_stop(gh_runtime *rt, int64_t drain_timeout_ns);
 
-/** Free @rt (stopping it first if needed), once no thread can call in. */
+/**
+ * Free @rt (stopping it first if needed), once no thread can call in. From a
+ * thread of @rt itself it does nothing but print an error (it cannot wait for
+ * its own thread).
+ */
 void gh_runtime_destroy(gh_runtime *rt);
 
 /* ------------------------------------------------- thread-safe event */
