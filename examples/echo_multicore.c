@@ -7,10 +7,11 @@
  * --reuseport: every hub runs its own listener on the same port
  * (SO_REUSEPORT) and accepts for itself; the kernel spreads the connections.
  *
- * SIGINT/SIGTERM stop it gracefully: the main thread waits for them with
- * sigwait (they are blocked in every thread), then hands each hub a task that
- * closes its listener and its connections, and stops the runtime, which runs
- * every accepted handoff first.
+ * SIGINT/SIGTERM stop it gracefully: two tasks on hub 0 wait for them with
+ * gh_signal_wait and set an event the main thread waits on; main then hands
+ * each hub a task that closes its listener and connections (and, on hub 0,
+ * kills the signal tasks), and stops the runtime, which runs every accepted
+ * handoff first.
  *
  *   ./echo_multicore [--threads N] [--backends epoll,poll,...] [--reuseport] [--port P]
  *   (--port 0 picks a free port; the port is printed as "listening on port P")
@@ -47,6 +48,28 @@ typedef struct hub_ctx {
 
 static hub_ctx hubs[MAX_THREADS];
 static int nhubs;
+
+/* Set (with the signal number) by whichever stop signal comes first. */
+static gh_xevent stop_event;
+static gh_task *signal_tasks[2]; /* on hub 0 */
+
+static void signal_task(void *arg)
+{
+    int sig = (int)(intptr_t)arg;
+    if (gh_signal_wait(sig, GH_FOREVER) == 0)
+        gh_xevent_set(&stop_event, (void *)(intptr_t)sig);
+    /* else: killed by the shutdown task, or the handler could not be installed */
+}
+
+static void *start_signal_tasks(void *arg)
+{
+    (void)arg;
+    signal_tasks[0] = gh_spawn(signal_task, (void *)(intptr_t)SIGINT);
+    signal_tasks[1] = gh_spawn(signal_task, (void *)(intptr_t)SIGTERM);
+    /* Let both reach gh_signal_wait (and install the handlers) before main goes on. */
+    gh_yield();
+    return NULL;
+}
 
 static void conn_task(void *arg);
 
@@ -145,6 +168,12 @@ static void shutdown_task(void *arg)
 {
     hub_ctx *ctx = arg;
     ctx->closing = 1;
+    if (ctx->index == 0) {
+        for (int i = 0; i < 2; i++) {
+            gh_kill(signal_tasks[i]);
+            gh_task_release(signal_tasks[i]);
+        }
+    }
     if (ctx->lfd >= 0) {
         gh_close(ctx->lfd);
         ctx->lfd = -1;
@@ -213,13 +242,6 @@ int main(int argc, char **argv)
         }
     }
 
-    /* Block the stop signals in every thread (the hubs inherit the mask); main sigwaits. */
-    sigset_t stop_sigs;
-    sigemptyset(&stop_sigs);
-    sigaddset(&stop_sigs, SIGINT);
-    sigaddset(&stop_sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
-
     /* Listeners first, so a bad port fails before any thread starts. */
     nhubs = threads;
     for (int i = 0; i < nhubs; i++)
@@ -247,6 +269,12 @@ int main(int argc, char **argv)
         hubs[i].hub = gh_runtime_hub(rt, i);
         printf("hub %d: %s\n", i, gh_hub_backend(hubs[i].hub));
     }
+    gh_xevent_init(&stop_event);
+    err = gh_call_on(hubs[0].hub, start_signal_tasks, NULL, NULL, 5 * GH_SEC);
+    if (err) {
+        fprintf(stderr, "starting the signal tasks: %s\n", gh_strerror(err));
+        return 1;
+    }
     for (int i = 0; i < nlisteners; i++) {
         err = gh_spawn_on(hubs[i].hub, reuseport ? local_acceptor_task : acceptor_task, &hubs[i]);
         if (err) {
@@ -258,8 +286,9 @@ int main(int argc, char **argv)
            reuseport ? "a listener per hub, SO_REUSEPORT" : "one acceptor, round-robin");
     fflush(stdout);
 
-    int sig = 0;
-    sigwait(&stop_sigs, &sig);
+    void *got = NULL;
+    gh_xevent_wait(&stop_event, &got, GH_FOREVER); /* a plain thread: blocks */
+    int sig = (int)(intptr_t)got;
     printf("%s: stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     fflush(stdout);
 
@@ -280,5 +309,6 @@ int main(int argc, char **argv)
                (unsigned long long)st.wakeups_written);
     }
     gh_runtime_destroy(rt);
+    gh_xevent_destroy(&stop_event);
     return err ? 1 : 0;
 }
