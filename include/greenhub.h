@@ -193,8 +193,11 @@ int gh_trampoline(int fd, int events, int64_t timeout_ns);
 /**
  * A non-blocking listening TCP socket bound to @host ("0.0.0.0", "::", an IP
  * literal, "localhost", or NULL for any IPv4 address) and @port (0 = any; see
- * getsockname), with SO_REUSEADDR.
- * @return the fd, or a negative errno (-EINVAL for a bad host or port).
+ * getsockname), with SO_REUSEADDR. IPv6 literals may be bracketed ("[::1]")
+ * or scoped ("fe80::1%eth0"); IPv6 sockets have IPV6_V6ONLY off, so "::"
+ * takes IPv4 clients too. Host names are refused (-EINVAL): listen never waits.
+ * @return the fd, or a negative errno (-EINVAL for a bad host or port,
+ *         -EADDRINUSE, ...). Never blocks.
  */
 int gh_listen(const char *host, int port, int backlog);
 
@@ -205,9 +208,12 @@ int gh_listen_ex(const char *host, int port, int backlog, int reuseport);
 int gh_accept(int lfd, int64_t timeout_ns);
 
 /**
- * Connect a TCP socket to @host:@port (an IP literal or "localhost").
+ * Connect a TCP socket to @host:@port: an IP literal, "localhost", or a host
+ * name, resolved by gh_getaddrinfo on a helper thread; each address is then
+ * tried in turn. @timeout_ns covers it all (a name with timeout 0: -ETIMEDOUT).
  * @return a non-blocking connected fd, or a negative errno (-ECONNREFUSED,
- *         -ETIMEDOUT, -ECANCELED, -EINVAL for a bad address).
+ *         -ETIMEDOUT, -ECANCELED, -EINVAL for a bad address or port, -ENOENT
+ *         for an unknown host, the last address's error).
  */
 int gh_connect(const char *host, int port, int64_t timeout_ns);
 
@@ -643,7 +649,8 @@ ssize_t gh_sendfile(int out_fd, int in_fd, off_t *offset, size_t count, int64_t 
  * @return 0 and *res (free it with freeaddrinfo), or a negative errno:
  *         -ENOENT no such host or service (EAI_NONAME/EAI_NODATA/EAI_FAIL),
  *         -EAGAIN temporary failure (EAI_AGAIN), -EINVAL bad flags, family or
- *         socket type, -ENOMEM, -ETIMEDOUT, -ECANCELED, -EPERM from a timer
+ *         socket type, -ENOMEM, -ETIMEDOUT (at once for a timeout of 0: an
+ *         answer always takes a thread hop), -ECANCELED, -EPERM from a timer
  *         callback. Any thread (a hub thread waits green).
  */
 int gh_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
