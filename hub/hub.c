@@ -135,7 +135,12 @@ static int hub_backend_open(const gh_backend_ops *ops, void **state)
     if (!ops || ops->abi != GH_BACKEND_ABI || !ops->name || !ops->init || !ops->destroy ||
         !ops->watch || !ops->poll)
         return -EINVAL;
-    return ops->init(state);
+    int err = ops->init(state);
+    /* io_uring under a sysctl or seccomp: say so once, plainly; the caller keeps its backend. */
+    if (err == -ENOSYS || err == -EPERM)
+        fprintf(stderr, "greenhub: the kernel refuses the %s backend: %s\n", ops->name,
+                gh_strerror(err));
+    return err;
 }
 
 /*
