@@ -136,7 +136,7 @@ static int hub_backend_open(const gh_backend_ops *ops, void **state)
         !ops->watch || !ops->poll)
         return -EINVAL;
     int err = ops->init(state);
-    /* io_uring under a sysctl or seccomp: say so once, plainly; the caller keeps its backend. */
+    /* io_uring under a sysctl or seccomp: say so plainly; the caller keeps its backend. */
     if (err == -ENOSYS || err == -EPERM)
         fprintf(stderr, "greenhub: the kernel refuses the %s backend: %s\n", ops->name,
                 gh_strerror(err));
