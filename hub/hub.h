@@ -204,10 +204,16 @@ bool gh__hub_idle(const gh_hub *h);
 /* ------------------------------------------------------------------ io */
 
 struct sockaddr_storage;
-/* Wait for @fd given an absolute @deadline (-1 forever); 0 when ready. */
-int gh__fd_wait(gh_hub *h, int fd, int events, int64_t deadline);
-/* Put @fd into O_NONBLOCK once (remembered in its slot). */
-int gh__fd_nonblock(gh_hub *h, int fd);
+/*
+ * The prologue of a green fd call: checks @fd and @timeout_ns, gets the hub,
+ * refuses from MAINLOOP or a killed task, and puts @fd into O_NONBLOCK once.
+ */
+int gh__io_enter(int fd, int64_t timeout_ns, gh_hub **hp);
+/*
+ * After a syscall failed with errno: 0 to retry now (EINTR, or the fd became
+ * ready for @events before @deadline), else the negative errno to return.
+ */
+int gh__io_retry(gh_hub *h, int fd, int events, int64_t timeout_ns, int64_t deadline);
 /* Parse an IP literal or "localhost" into @ss (never blocks); -EINVAL otherwise. */
 int gh__sock_addr(const char *host, int port, bool passive, struct sockaddr_storage *ss,
                   unsigned int *len);

@@ -90,11 +90,6 @@ static int fd_wait(gh_hub *h, int fd, int events, int64_t deadline)
     return gh__task_park(h, deadline, fd_unlink, (void *)(intptr_t)fd);
 }
 
-int gh__fd_wait(gh_hub *h, int fd, int events, int64_t deadline)
-{
-    return fd_wait(h, fd, events, deadline);
-}
-
 int gh_trampoline(int fd, int events, int64_t timeout_ns)
 {
     if (fd < 0)
@@ -128,16 +123,11 @@ static int fd_make_nonblocking(gh_hub *h, int fd)
     return 0;
 }
 
-int gh__fd_nonblock(gh_hub *h, int fd)
-{
-    return fd_make_nonblocking(h, fd);
-}
-
-ssize_t gh_read(int fd, void *buf, size_t n, int64_t timeout_ns)
+int gh__io_enter(int fd, int64_t timeout_ns, gh_hub **hp)
 {
     if (fd < 0)
         return -EBADF;
-    if ((!buf && n) || timeout_ns < GH_FOREVER)
+    if (timeout_ns < GH_FOREVER)
         return -EINVAL;
     gh_hub *h = gh__hub();
     if (!h)
@@ -148,18 +138,36 @@ ssize_t gh_read(int fd, void *buf, size_t n, int64_t timeout_ns)
     err = fd_make_nonblocking(h, fd);
     if (err)
         return err;
+    *hp = h;
+    return 0;
+}
+
+int gh__io_retry(gh_hub *h, int fd, int events, int64_t timeout_ns, int64_t deadline)
+{
+    int e = errno;
+    if (e == EINTR)
+        return 0;
+    if (e != EAGAIN && e != EWOULDBLOCK)
+        return -e;
+    if (timeout_ns == 0)
+        return -ETIMEDOUT;
+    return fd_wait(h, fd, events, deadline);
+}
+
+ssize_t gh_read(int fd, void *buf, size_t n, int64_t timeout_ns)
+{
+    gh_hub *h;
+    if (!buf && n)
+        return -EINVAL;
+    int err = gh__io_enter(fd, timeout_ns, &h);
+    if (err)
+        return err;
     int64_t deadline = gh__deadline(timeout_ns);
     for (;;) {
         ssize_t r = read(fd, buf, n);
         if (r >= 0)
             return r;
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return -errno;
-        if (timeout_ns == 0)
-            return -ETIMEDOUT;
-        err = fd_wait(h, fd, GH_READ, deadline);
+        err = gh__io_retry(h, fd, GH_READ, timeout_ns, deadline);
         if (err)
             return err;
     }
@@ -178,17 +186,10 @@ static ssize_t fd_write_some(int fd, const void *buf, size_t n, bool *is_socket)
 
 ssize_t gh_write_all(int fd, const void *buf, size_t n, int64_t timeout_ns)
 {
-    if (fd < 0)
-        return -EBADF;
-    if ((!buf && n) || timeout_ns < GH_FOREVER)
+    gh_hub *h;
+    if (!buf && n)
         return -EINVAL;
-    gh_hub *h = gh__hub();
-    if (!h)
-        return -errno;
-    int err = gh__can_block(h);
-    if (err)
-        return err;
-    err = fd_make_nonblocking(h, fd);
+    int err = gh__io_enter(fd, timeout_ns, &h);
     if (err)
         return err;
     int64_t deadline = gh__deadline(timeout_ns);
@@ -202,13 +203,7 @@ ssize_t gh_write_all(int fd, const void *buf, size_t n, int64_t timeout_ns)
             left -= (size_t)r;
             continue;
         }
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return -errno;
-        if (timeout_ns == 0)
-            return -ETIMEDOUT;
-        err = fd_wait(h, fd, GH_WRITE, deadline);
+        err = gh__io_retry(h, fd, GH_WRITE, timeout_ns, deadline);
         if (err)
             return err;
     }

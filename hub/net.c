@@ -20,45 +20,12 @@
 
 #include "hub/hub.h"
 
-/* The common prologue: argument checks, the hub, may we block, O_NONBLOCK. */
-static int net_enter(int fd, int64_t timeout_ns, gh_hub **hp)
-{
-    if (fd < 0)
-        return -EBADF;
-    if (timeout_ns < GH_FOREVER)
-        return -EINVAL;
-    gh_hub *h = gh__hub();
-    if (!h)
-        return -errno;
-    int err = gh__can_block(h);
-    if (err)
-        return err;
-    err = gh__fd_nonblock(h, fd);
-    if (err)
-        return err;
-    *hp = h;
-    return 0;
-}
-
-/* After a failed syscall: 0 to retry now, or the error to return. */
-static int net_wait(gh_hub *h, int fd, int events, int64_t timeout_ns, int64_t deadline)
-{
-    int e = errno;
-    if (e == EINTR)
-        return 0;
-    if (e != EAGAIN && e != EWOULDBLOCK)
-        return -e;
-    if (timeout_ns == 0)
-        return -ETIMEDOUT;
-    return gh__fd_wait(h, fd, events, deadline);
-}
-
 ssize_t gh_recv(int fd, void *buf, size_t n, int flags, int64_t timeout_ns)
 {
     gh_hub *h;
     if (!buf && n)
         return -EINVAL;
-    int err = net_enter(fd, timeout_ns, &h);
+    int err = gh__io_enter(fd, timeout_ns, &h);
     if (err)
         return err;
     int64_t deadline = gh__deadline(timeout_ns);
@@ -66,7 +33,7 @@ ssize_t gh_recv(int fd, void *buf, size_t n, int flags, int64_t timeout_ns)
         ssize_t r = recv(fd, buf, n, flags);
         if (r >= 0)
             return r;
-        err = net_wait(h, fd, GH_READ, timeout_ns, deadline);
+        err = gh__io_retry(h, fd, GH_READ, timeout_ns, deadline);
         if (err)
             return err;
     }
@@ -77,7 +44,7 @@ ssize_t gh_send(int fd, const void *buf, size_t n, int flags, int64_t timeout_ns
     gh_hub *h;
     if (!buf && n)
         return -EINVAL;
-    int err = net_enter(fd, timeout_ns, &h);
+    int err = gh__io_enter(fd, timeout_ns, &h);
     if (err)
         return err;
     int64_t deadline = gh__deadline(timeout_ns);
@@ -85,7 +52,7 @@ ssize_t gh_send(int fd, const void *buf, size_t n, int flags, int64_t timeout_ns
         ssize_t r = send(fd, buf, n, flags | MSG_NOSIGNAL);
         if (r >= 0)
             return r;
-        err = net_wait(h, fd, GH_WRITE, timeout_ns, deadline);
+        err = gh__io_retry(h, fd, GH_WRITE, timeout_ns, deadline);
         if (err)
             return err;
     }
@@ -112,7 +79,7 @@ ssize_t gh_readv(int fd, const struct iovec *iov, int iovcnt, int64_t timeout_ns
     int err = iov_check(iov, iovcnt);
     if (err)
         return err;
-    err = net_enter(fd, timeout_ns, &h);
+    err = gh__io_enter(fd, timeout_ns, &h);
     if (err)
         return err;
     int64_t deadline = gh__deadline(timeout_ns);
@@ -120,7 +87,7 @@ ssize_t gh_readv(int fd, const struct iovec *iov, int iovcnt, int64_t timeout_ns
         ssize_t r = readv(fd, iov, iovcnt);
         if (r >= 0)
             return r;
-        err = net_wait(h, fd, GH_READ, timeout_ns, deadline);
+        err = gh__io_retry(h, fd, GH_READ, timeout_ns, deadline);
         if (err)
             return err;
     }
@@ -147,7 +114,7 @@ ssize_t gh_writev(int fd, const struct iovec *iov, int iovcnt, int64_t timeout_n
     int err = iov_check(iov, iovcnt);
     if (err)
         return err;
-    err = net_enter(fd, timeout_ns, &h);
+    err = gh__io_enter(fd, timeout_ns, &h);
     if (err)
         return err;
     size_t total = 0;
@@ -179,7 +146,7 @@ ssize_t gh_writev(int fd, const struct iovec *iov, int iovcnt, int64_t timeout_n
         }
         ssize_t r = net_writev_some(fd, cur, left, &is_socket);
         if (r < 0) {
-            err = net_wait(h, fd, GH_WRITE, timeout_ns, deadline);
+            err = gh__io_retry(h, fd, GH_WRITE, timeout_ns, deadline);
             if (err) {
                 result = err;
                 break;
@@ -234,7 +201,7 @@ ssize_t gh_sendfile(int out_fd, int in_fd, off_t *offset, size_t count, int64_t 
         return -EBADF;
     if (offset && *offset < 0)
         return -EINVAL;
-    int err = net_enter(out_fd, timeout_ns, &h);
+    int err = gh__io_enter(out_fd, timeout_ns, &h);
     if (err)
         return err;
     int64_t deadline = gh__deadline(timeout_ns);
@@ -251,7 +218,7 @@ ssize_t gh_sendfile(int out_fd, int in_fd, off_t *offset, size_t count, int64_t 
         }
         if (r == 0)
             break; /* in_fd's EOF */
-        err = net_wait(h, out_fd, GH_WRITE, timeout_ns, deadline);
+        err = gh__io_retry(h, out_fd, GH_WRITE, timeout_ns, deadline);
         if (err)
             return err;
     }

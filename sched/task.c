@@ -311,19 +311,27 @@ void gh__task_wake_detach(gh_task *t, int result)
     gh__task_wake(t, result);
 }
 
+/*
+ * Kill one task of @h. A delayed task (gh_spawn_after) that has not started
+ * starts now, already cancelled, rather than keep its hub busy until its start
+ * time.
+ */
+static void task_kill(gh_hub *h, gh_task *t)
+{
+    t->killed = true;
+    if (t->state == GH__TASK_BLOCKED)
+        gh__task_wake_detach(t, -ECANCELED);
+    else if (t->state == GH__TASK_NEW && !t->in_runq &&
+             t->timeout.heap_idx != GH__NOT_IN_HEAP) {
+        gh__timer_remove(&h->timers, &t->timeout);
+        gh__runq_push(h, t);
+    }
+}
+
 void gh__task_kill_all(gh_hub *h)
 {
-    for (gh_task *t = h->all; t; t = t->all_next) {
-        t->killed = true;
-        if (t->state == GH__TASK_BLOCKED)
-            gh__task_wake_detach(t, -ECANCELED);
-        /* Not started yet and delayed (gh_spawn_after): start it now, already cancelled,
-         * rather than keep a stopping hub alive until its start time. */
-        if (t->state == GH__TASK_NEW && !t->in_runq && t->timeout.heap_idx != GH__NOT_IN_HEAP) {
-            gh__timer_remove(&h->timers, &t->timeout);
-            gh__runq_push(h, t);
-        }
-    }
+    for (gh_task *t = h->all; t; t = t->all_next)
+        task_kill(h, t);
 }
 
 /* ------------------------------------------------------------ public API */
@@ -393,11 +401,8 @@ int gh_kill(gh_task *t)
 
     if (!t || !h || t->hub != h)
         return -EINVAL;
-    if (t->state == GH__TASK_DONE)
-        return 0;
-    t->killed = true;
-    if (t->state == GH__TASK_BLOCKED)
-        gh__task_wake_detach(t, -ECANCELED);
+    if (t->state != GH__TASK_DONE)
+        task_kill(h, t);
     return 0;
 }
 
