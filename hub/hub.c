@@ -340,7 +340,7 @@ bool gh__hub_idle(const gh_hub *h)
 {
     gh__inbox *in = (gh__inbox *)&h->inbox;
     return h->live_tasks == 0 && h->cb_timers == 0 && h->fd_waiters == 0 && h->xwaiters == 0 &&
-           atomic_load(&in->head) == in->tail && (atomic_load(&in->gate) >> 1) == 0;
+           atomic_load(&in->head) == in->tail && gh__inbox_no_producers(in);
 }
 
 /* ------------------------------------------------------------- MAINLOOP */
@@ -365,11 +365,17 @@ static int64_t hub_poll_timeout(gh_hub *h)
         gh__task_wake_detach(&h->root, -EDEADLK);
         return 0;
     }
+    /* Stopping, not drained yet: a producer may still be mid-post; look again soon. */
+    int64_t cap = h->runtime && atomic_load_explicit(&h->stop_requested, memory_order_relaxed)
+                      ? GH_MSEC
+                      : -1;
     gh_timer *t = gh__timer_peek(&h->timers);
     if (!t)
-        return -1;
+        return cap;
     int64_t d = t->when - gh_now();
-    return d > 0 ? d : 0;
+    if (d < 0)
+        d = 0;
+    return cap >= 0 && cap < d ? cap : d;
 }
 
 /*

@@ -35,10 +35,19 @@ struct gh__msg_pool {
     void **slabs;                /* every slab, so the pool can be reached (and found by LSan) */
     size_t nslabs, capslabs;
     gh__msg_pool *orphan_next;
+    gh__msg_pool *all_next;      /* every pool ever made, for gh__inbox_no_producers */
+    /*
+     * The inbox the owner is posting a SPAWN into, between its check of
+     * closed and its push (else NULL). It replaces a shared producer count:
+     * each producer writes only its own line, and a stopping hub scans them.
+     */
+    _Alignas(64) _Atomic(gh__inbox *) posting;
+    char pad[64 - sizeof(void *)];
 };
 
 static pthread_mutex_t pool_orphans_lock = PTHREAD_MUTEX_INITIALIZER;
 static gh__msg_pool *pool_orphans;
+static gh__msg_pool *pool_all; /* under pool_orphans_lock */
 static _Thread_local gh__msg_pool *pool_mine;
 static pthread_key_t pool_key;
 static pthread_once_t pool_key_once = PTHREAD_ONCE_INIT;
@@ -70,9 +79,14 @@ static gh__msg_pool *pool_get(void)
         pool_orphans = pool->orphan_next;
     pthread_mutex_unlock(&pool_orphans_lock);
     if (!pool) {
-        pool = calloc(1, sizeof *pool);
+        pool = aligned_alloc(64, sizeof *pool);
         if (!pool)
             return NULL;
+        memset(pool, 0, sizeof *pool);
+        pthread_mutex_lock(&pool_orphans_lock);
+        pool->all_next = pool_all;
+        pool_all = pool;
+        pthread_mutex_unlock(&pool_orphans_lock);
     }
     pool->orphan_next = NULL;
     pool_mine = pool;
@@ -207,26 +221,26 @@ static void inbox_push(gh_hub *h, gh__inbox *in, gh__msg *m)
     }
 }
 
-/* Leave the gate; a stopping hub waits for the last producer, so wake it. */
-static void inbox_leave(gh_hub *h, gh__inbox *in)
-{
-    if (atomic_fetch_sub(&in->gate, 2) & 1)
-        inbox_write_fd(h, in);
-}
-
 int gh__inbox_post(gh_hub *h, gh__inbox *in, gh__msg *m)
 {
-    /* Closed is for good: refuse without touching the count the stopping hub waits on. */
-    if (atomic_load_explicit(&in->gate, memory_order_acquire) & 1)
+    gh__msg_pool *pool = m->pool; /* the calling thread's own */
+
+    /* Closed is for good: most refusals need no store at all. */
+    if (atomic_load_explicit(&in->closed, memory_order_acquire))
         return -ESHUTDOWN;
-    if (atomic_fetch_add(&in->gate, 2) & 1) {
-        /* Raced the close: the hub may be asleep waiting for this count to clear. */
-        if (atomic_fetch_sub(&in->gate, 2) == 3)
-            inbox_write_fd(h, in);
+    /*
+     * Dekker with gh__inbox_close + gh__inbox_quiet: we store posting, then
+     * load closed; the stopper stores closed, then loads posting (all
+     * seq_cst). Either we see closed and refuse, or the stopping hub sees us
+     * posting and waits (it polls every millisecond while stopping).
+     */
+    atomic_store(&pool->posting, in);
+    if (atomic_load(&in->closed)) {
+        atomic_store_explicit(&pool->posting, NULL, memory_order_release);
         return -ESHUTDOWN;
     }
     inbox_push(h, in, m);
-    inbox_leave(h, in);
+    atomic_store_explicit(&pool->posting, NULL, memory_order_release);
     return 0;
 }
 
@@ -271,17 +285,29 @@ void gh__inbox_drain_fd(gh__inbox *in)
 
 void gh__inbox_close(gh__inbox *in)
 {
-    atomic_fetch_or(&in->gate, 1);
+    atomic_store(&in->closed, true);
 }
 
 bool gh__inbox_closed(gh__inbox *in)
 {
-    return atomic_load(&in->gate) & 1;
+    return atomic_load_explicit(&in->closed, memory_order_acquire);
+}
+
+bool gh__inbox_no_producers(gh__inbox *in)
+{
+    if (atomic_load(&in->wakes_posting))
+        return false;
+    bool none = true;
+    pthread_mutex_lock(&pool_orphans_lock);
+    for (gh__msg_pool *p = pool_all; p && none; p = p->all_next)
+        none = atomic_load(&p->posting) != in;
+    pthread_mutex_unlock(&pool_orphans_lock);
+    return none;
 }
 
 bool gh__inbox_quiet(gh__inbox *in)
 {
-    return atomic_load(&in->gate) == 1;
+    return atomic_load(&in->closed) && gh__inbox_no_producers(in);
 }
 
 /* ----------------------------------------------------- the hub's side */
@@ -292,10 +318,13 @@ void gh__post_wake_msg(gh_hub *h, gh__msg *m, gh_task *t, uint32_t park_seq, int
     m->arg = t;
     m->park_seq = park_seq;
     m->result = result;
-    /* A wake is delivered even to a stopping hub: its task is already inside. */
-    atomic_fetch_add(&h->inbox.gate, 2);
+    /*
+     * A wake is delivered even to a stopping hub: its task is already inside.
+     * Counted while it pushes, so the hub is not freed under its wake-up check.
+     */
+    atomic_fetch_add(&h->inbox.wakes_posting, 1);
     inbox_push(h, &h->inbox, m);
-    inbox_leave(h, &h->inbox);
+    atomic_fetch_sub_explicit(&h->inbox.wakes_posting, 1, memory_order_release);
 }
 
 #define INBOX_BATCH 1024

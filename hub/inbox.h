@@ -43,12 +43,12 @@ typedef struct gh__inbox {
     gh__msg stub;
     char pad1[64];
     /*
-     * Producers write gate twice per handoff and only read sleep_state, which
-     * the hub writes every iteration: each on a line of its own, or every
-     * handoff pays a cache miss on its read-modify-writes.
+     * Read by every producer, written once: a line of its own, away from
+     * sleep_state, which the hub writes when it goes to sleep and wakes.
      */
-    _Atomic uint64_t gate;     /* bit 0: closed (refusing); bits 1..: producers mid-post */
-    char pad2[64 - sizeof(uint64_t)];
+    atomic_bool closed;        /* refusing new handoffs, for good */
+    _Atomic int wakes_posting; /* WAKE posts between their push and their wake-up check */
+    char pad2[64 - sizeof(atomic_bool) - sizeof(int)];
     _Atomic int sleep_state;   /* GH__INBOX_* */
     int wake_rfd, wake_wfd;    /* eventfd: both the same fd; pipe: read and write ends */
     char pad3[64 - 3 * sizeof(int)];
@@ -70,9 +70,12 @@ bool gh__inbox_has_ready(gh__inbox *in);
 void gh__inbox_drain_fd(gh__inbox *in);
 /* Write the wakeup fd unconditionally (stop requests). */
 void gh__inbox_kick(gh_hub *h, gh__inbox *in);
-/* Refuse new posts; returns once no producer is between check and push. */
+/* Refuse new posts from now on. */
 void gh__inbox_close(gh__inbox *in);
-bool gh__inbox_quiet(gh__inbox *in);   /* closed and no producer in flight */
+/* Closed, and no producer is between its check of closed and its push. */
+bool gh__inbox_quiet(gh__inbox *in);
+/* No producer is pushing into @in right now (scans every thread's pool). */
+bool gh__inbox_no_producers(gh__inbox *in);
 bool gh__inbox_closed(gh__inbox *in);
 /* Free the calling thread's message pool (its nodes in flight keep it alive). */
 void gh__msg_pool_thread_exit(void);

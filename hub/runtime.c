@@ -1,8 +1,8 @@
 /*
  * runtime.c — N OS threads, one hub each, and the lossless stop.
  *
- * Stop: every hub's inbox gate closes (new handoffs get -ESHUTDOWN), each hub
- * keeps looping until no producer is inside its gate, its queue is empty and
+ * Stop: every hub's inbox closes (new handoffs get -ESHUTDOWN), each hub
+ * keeps looping until no producer is between its check and its push, its queue is empty and
  * it holds no task, callback timer or waiter; repeating timers are cancelled
  * at once. Past the drain timeout the stopper sets kill_all: every task, and
  * every handoff still to start, runs already cancelled. A stopped hub frees
