@@ -222,6 +222,12 @@ fail:
 
 static void stack_unmap(gh__stack *s)
 {
+    /*
+     * ASan's shadow keeps the redzones of the frames that ran here; the kernel
+     * may hand the range to the next mmap (an io_uring ring, say), where they
+     * would turn legitimate writes into "stack-buffer-underflow" reports.
+     */
+    GH_ASAN_UNPOISON(s->lo, s->size);
 #if GH_TSAN
     if (s->tsan_fiber)
         __tsan_destroy_fiber(s->tsan_fiber);
