@@ -25,8 +25,9 @@
  *    a client that does not read its answers is dropped after it too;
  *  - GET and HEAD of any path are 200 "Hello, World!\n"; other methods 405.
  *
- * SIGINT/SIGTERM: every hub closes its listener and shuts its connections
- * down (each task ends by itself), then the runtime stops. The listening
+ * SIGINT/SIGTERM (waited for with gh_signal_wait by two tasks on hub 0):
+ * every hub closes its listener and shuts its connections down (each task
+ * ends by itself), then the runtime stops. The listening
  * address is printed on stdout first ("listening on http://HOST:PORT/").
  */
 #include <arpa/inet.h>
@@ -469,9 +470,35 @@ static void acceptor_task(void *arg)
 }
 
 /* Runs on each hub (gh_call_on): stop accepting, end every connection. */
+/* Set (with the signal number) by the first stop signal; main waits on it. */
+static gh_xevent stop_event;
+static gh_task *signal_tasks[2]; /* on hub 0 */
+
+static void signal_task(void *arg)
+{
+    int sig = (int)(intptr_t)arg;
+    if (gh_signal_wait(sig, GH_FOREVER) == 0)
+        gh_xevent_set(&stop_event, (void *)(intptr_t)sig);
+}
+
+static void *start_signal_tasks(void *arg)
+{
+    (void)arg;
+    signal_tasks[0] = gh_spawn(signal_task, (void *)(intptr_t)SIGINT);
+    signal_tasks[1] = gh_spawn(signal_task, (void *)(intptr_t)SIGTERM);
+    gh_yield(); /* both reach gh_signal_wait, so the handlers are in place */
+    return NULL;
+}
+
 static void *hub_stop(void *arg)
 {
     hub_state *hs = arg;
+    if (hs->index == 0) {
+        for (int i = 0; i < 2; i++) {
+            gh_kill(signal_tasks[i]);
+            gh_task_release(signal_tasks[i]);
+        }
+    }
     hs->stopping = true;
     if (hs->lfd >= 0) {
         gh_close(hs->lfd); /* wakes the acceptor with -EBADF */
@@ -535,12 +562,6 @@ int main(int argc, char **argv)
     cfg.timeout = timeout_ms * GH_MSEC;
     cfg.max_header = (size_t)max_header;
 
-    /* Signals go to sigwait below, never to a hub thread (which inherit this mask). */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN); /* belt and braces: greenhub already sends with MSG_NOSIGNAL */
 
     hub_state *hs = calloc((size_t)threads, sizeof *hs);
@@ -584,14 +605,21 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    gh_xevent_init(&stop_event);
+    err = gh_call_on(gh_runtime_hub(rt, 0), start_signal_tasks, NULL, NULL, 5 * GH_SEC);
+    if (err) {
+        fprintf(stderr, "http_hello: signal tasks: %s\n", gh_strerror(err));
+        return 1;
+    }
     const char *bname = gh_hub_backend(gh_runtime_hub(rt, 0));
     printf("http_hello: listening on http://%s%s%s:%ld/ (%ld thread%s, %s)\n",
            strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", port, threads,
            threads == 1 ? "" : "s", bname ? bname : "?");
     fflush(stdout);
 
-    int sig = 0;
-    sigwait(&sigs, &sig);
+    void *got = NULL;
+    gh_xevent_wait(&stop_event, &got, GH_FOREVER); /* a plain thread: blocks */
+    int sig = (int)(intptr_t)got;
     printf("http_hello: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     fflush(stdout);
     for (long i = 0; i < threads; i++)
@@ -605,6 +633,7 @@ int main(int argc, char **argv)
     printf("http_hello: served %llu requests on %llu connections%s\n", (unsigned long long)reqs,
            (unsigned long long)conns, err ? " (some tasks had to be killed)" : "");
     gh_runtime_destroy(rt);
+    gh_xevent_destroy(&stop_event);
     free(backends);
     free(hs);
     return err ? 1 : 0;
