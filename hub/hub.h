@@ -292,6 +292,26 @@ bool gh__inbox_run(gh_hub *h);
  */
 void gh__post_wake_msg(gh_hub *h, gh__msg *m, gh_task *t, uint32_t park_seq, int result);
 
+/* ----------------------------------------------------------------- call */
+
+/* A call one thread runs and another waits for (gh_call_on, gh_tpool_run). */
+typedef struct gh__call {
+    struct gh__call *next; /* free for the runner's own queue */
+    atomic_int refs;       /* the waiter's and the runner's: the last one frees */
+    void *(*fn)(void *);
+    void *arg;
+    gh_xevent done;
+} gh__call;
+
+/* A record for fn(arg); -EINVAL, -EPERM/-ECANCELED (the caller cannot wait), -ENOMEM. */
+int gh__call_new(gh__call **out, void *(*fn)(void *), void *arg, int64_t timeout_ns);
+/* Runner: call fn(arg), deliver the result, drop the runner's reference. */
+void gh__call_run(gh__call *c);
+/* Waiter: wait green (a task) or blocking (a plain thread), then drop its reference. */
+int gh__call_wait(gh__call *c, void **result, int64_t timeout_ns);
+/* The record was never handed to a runner: free it. */
+void gh__call_abandon(gh__call *c);
+
 /* -------------------------------------------------------------- runtime */
 /* Stop handling at the top of a runtime hub's iteration. */
 void gh__runtime_hub_tick(gh_hub *h);

@@ -306,61 +306,24 @@ int gh_spawn_on(gh_hub *target, void (*fn)(void *), void *arg)
     return err;
 }
 
-typedef struct call_rec {
-    atomic_int refs; /* caller + executor: the last one frees */
-    void *(*fn)(void *);
-    void *arg;
-    gh_xevent done;
-} call_rec;
-
-static void call_rec_unref(call_rec *c)
-{
-    if (atomic_fetch_sub(&c->refs, 1) == 1) {
-        gh_xevent_destroy(&c->done);
-        free(c);
-    }
-}
-
 static void call_run(void *arg)
 {
-    call_rec *c = arg;
-    void *r = c->fn(c->arg);
-    gh_xevent_set(&c->done, r);
-    call_rec_unref(c);
+    gh__call_run(arg);
 }
 
 int gh_call_on(gh_hub *target, void *(*fn)(void *), void *arg, void **result,
                int64_t timeout_ns)
 {
-    if (!target || !fn || timeout_ns < GH_FOREVER)
+    if (!target)
         return -EINVAL;
-    gh_hub *h = gh__tls_hub;
-    if (h) {
-        int err = gh__can_block(h);
-        if (err)
-            return err;
-    }
-    call_rec *c = malloc(sizeof *c);
-    if (!c)
-        return -ENOMEM;
-    int err = gh_xevent_init(&c->done);
-    if (err) {
-        free(c);
+    gh__call *c;
+    int err = gh__call_new(&c, fn, arg, timeout_ns);
+    if (err)
         return err;
-    }
-    atomic_init(&c->refs, 2);
-    c->fn = fn;
-    c->arg = arg;
     err = gh_spawn_on(target, call_run, c);
     if (err) {
-        gh_xevent_destroy(&c->done);
-        free(c);
+        gh__call_abandon(c);
         return err;
     }
-    void *value = NULL;
-    err = gh_xevent_wait(&c->done, &value, timeout_ns);
-    if (err == 0 && result)
-        *result = value;
-    call_rec_unref(c);
-    return err;
+    return gh__call_wait(c, result, timeout_ns);
 }

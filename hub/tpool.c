@@ -26,13 +26,7 @@
 
 #define TPOOL_DEFAULT_SIZE 4
 
-typedef struct tp_job {
-    struct tp_job *next;
-    atomic_int refs; /* caller + worker: the last one frees */
-    void *(*fn)(void *);
-    void *arg;
-    gh_xevent done;
-} tp_job;
+typedef gh__call tp_job; /* queued through its next link */
 
 typedef struct tp_worker {
     struct tp_worker *next;
@@ -57,14 +51,6 @@ static pthread_mutex_t tpool_default_lock = PTHREAD_MUTEX_INITIALIZER;
 static gh_tpool *tpool_default;
 static int tpool_default_size = TPOOL_DEFAULT_SIZE;
 
-static void tp_job_unref(tp_job *j)
-{
-    if (atomic_fetch_sub(&j->refs, 1) == 1) {
-        gh_xevent_destroy(&j->done);
-        free(j);
-    }
-}
-
 static void *tp_worker_main(void *arg)
 {
     tp_worker *w = arg;
@@ -86,9 +72,7 @@ static void *tp_worker_main(void *arg)
         p->queued--;
         pthread_mutex_unlock(&p->lock);
 
-        void *r = j->fn(j->arg);
-        gh_xevent_set(&j->done, r);
-        tp_job_unref(j);
+        gh__call_run(j);
 
         pthread_mutex_lock(&p->lock);
     }
@@ -222,8 +206,7 @@ void gh_tpool_free(gh_tpool *p)
     while (p->head) {
         tp_job *j = p->head;
         p->head = j->next;
-        gh_xevent_set(&j->done, j->fn(j->arg));
-        tp_job_unref(j);
+        gh__call_run(j);
     }
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->cond);
@@ -263,37 +246,18 @@ int gh_tpool_set_size(int threads)
 
 int gh_tpool_run_on(gh_tpool *p, void *(*fn)(void *), void *arg, void **result, int64_t timeout_ns)
 {
-    if (!p || !fn || timeout_ns < GH_FOREVER)
+    if (!p)
         return -EINVAL;
-    gh_hub *h = gh__tls_hub;
-    if (h) {
-        int err = gh__can_block(h);
-        if (err)
-            return err;
-    }
-    tp_job *j = malloc(sizeof *j);
-    if (!j)
-        return -ENOMEM;
-    int err = gh_xevent_init(&j->done);
-    if (err) {
-        free(j);
+    tp_job *j;
+    int err = gh__call_new(&j, fn, arg, timeout_ns);
+    if (err)
         return err;
-    }
-    atomic_init(&j->refs, 2);
-    j->fn = fn;
-    j->arg = arg;
     err = tp_submit(p, j);
     if (err) {
-        gh_xevent_destroy(&j->done);
-        free(j);
+        gh__call_abandon(j);
         return err;
     }
-    void *value = NULL;
-    err = gh_xevent_wait(&j->done, &value, timeout_ns);
-    if (err == 0 && result)
-        *result = value;
-    tp_job_unref(j);
-    return err;
+    return gh__call_wait(j, result, timeout_ns);
 }
 
 int gh_tpool_run(void *(*fn)(void *), void *arg, void **result, int64_t timeout_ns)
