@@ -148,6 +148,8 @@ struct gh_hub {
     gh_task main;             /* MAINLOOP, on a stack of its own */
     gh_task *rq_head, *rq_tail;
     uint32_t rq_len;
+    uint32_t rq_batch;        /* tasks gh__run_ready may still start in this batch */
+    gh_task *finished;        /* the task that just returned, its stack not yet reclaimed */
     gh_task *all;             /* every spawned, unfinished task */
     gh_task *free_tasks;      /* recycled task structs */
     uint32_t free_tasks_len;

@@ -105,6 +105,105 @@ static void test_task_fifo_order(void **state)
     HUB_CLOSES_CLEAN();
 }
 
+/*
+ * A task that returns hands its stack to the next never-run task of the
+ * batch and runs it in place. Each chained task must still be itself to
+ * gh_current, keep FIFO order, block and resume, wake its joiners, and
+ * leave its handle valid.
+ */
+#define CHAIN_N 16
+
+typedef struct chain_rec {
+    gh_task *handle;   /* set by the spawner; NULL for gh_spawn_n tasks */
+    gh_task *seen;     /* gh_current() inside the task */
+    uint64_t seen_id;
+    int order;
+    int block_rc;
+} chain_rec;
+
+static int chain_next_order;
+
+static void chain_task(void *arg)
+{
+    chain_rec *r = arg;
+    r->seen = gh_current();
+    r->seen_id = gh_task_id(r->seen);
+    r->order = chain_next_order++;
+    if (r->order == 5 || r->order == 11)
+        r->block_rc = r->order == 5 ? gh_sleep(GH_MSEC) : gh_yield();
+}
+
+typedef struct chain_joiner {
+    gh_task *target;
+    int rc;
+    int target_order_at_wake;
+    chain_rec *recs;
+} chain_joiner;
+
+static void chain_join_task(void *arg)
+{
+    chain_joiner *j = arg;
+    j->rc = gh_join(j->target, GH_FOREVER);
+    j->target_order_at_wake = j->recs[8].order;
+}
+
+static void test_task_chained_tasks_keep_their_identity(void **state)
+{
+    (void)state;
+    chain_rec recs[CHAIN_N];
+    memset(recs, 0, sizeof recs);
+    for (int i = 0; i < CHAIN_N; i++)
+        recs[i].order = -1;
+    chain_next_order = 0;
+    gh_hub_stats before, after;
+    gh_hub *h = gh_get_hub();
+    assert_non_null(h);
+
+    for (int i = 0; i < CHAIN_N; i++) {
+        if (i % 2 == 0) {
+            recs[i].handle = gh_spawn(chain_task, &recs[i]);
+            assert_non_null(recs[i].handle);
+        } else {
+            assert_int_equal(gh_spawn_n(chain_task, &recs[i]), 0);
+        }
+    }
+    /* Spawned last, so it first runs after task 8 returned: its join finds it done. */
+    chain_joiner j = {.target = recs[8].handle, .rc = -1, .recs = recs};
+    gh_task *jt = gh_spawn(chain_join_task, &j);
+    assert_non_null(jt);
+
+    gh_hub_get_stats(h, &before);
+    assert_int_equal(gh_hub_run(), 0);
+    gh_hub_get_stats(h, &after);
+
+    for (int i = 0; i < CHAIN_N; i++) {
+        assert_int_equal(recs[i].order, i); /* FIFO, chained or not */
+        assert_non_null(recs[i].seen);
+        if (recs[i].handle) {
+            assert_ptr_equal(recs[i].seen, recs[i].handle);
+            assert_int_equal(gh_task_id(recs[i].handle), recs[i].seen_id);
+            assert_int_equal(gh_join(recs[i].handle, 0), 0); /* done, handle still valid */
+            gh_task_release(recs[i].handle);
+        }
+        for (int k = 0; k < i; k++)
+            assert_int_not_equal(recs[k].seen_id, recs[i].seen_id);
+    }
+    assert_int_equal(recs[5].block_rc, 0);
+    assert_int_equal(recs[11].block_rc, 0);
+    assert_int_equal(j.rc, 0);
+    assert_int_equal(j.target_order_at_wake, 8);
+    assert_int_equal(gh_join(jt, 0), 0);
+    gh_task_release(jt);
+    /*
+     * 17 tasks without chaining cost at least 2 switches each (in and out)
+     * plus 4 for the two that block; chained, runs of fresh tasks share one
+     * switch in and one out.
+     */
+    uint64_t switches = after.switches - before.switches;
+    assert_true(switches < 2 * (CHAIN_N + 1));
+    HUB_CLOSES_CLEAN();
+}
+
 typedef struct yielder {
     int runs;
     int rounds;
@@ -807,6 +906,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_task_spawn_only_schedules),
         cmocka_unit_test(test_task_fifo_order),
+        cmocka_unit_test(test_task_chained_tasks_keep_their_identity),
         cmocka_unit_test(test_task_sleep0_runs_ready_then_returns),
         cmocka_unit_test(test_task_spawn_n),
         cmocka_unit_test(test_task_spawn_after),
