@@ -349,8 +349,8 @@ int main(void)
         bench_row("wake-up latency of a sleeping hub, p99", p99[0], "us", refs[k].name,
                   p99[k + 1], "us", p99[0] / p99[k + 1], "", "");
     printf("\nratio = greenhub / reference (throughput: higher is better; latency: lower is "
-           "better).\nEach greenhub handoff becomes a green task (stack, two switches, "
-           "reclaim); a reference item is a call.\nhub counters: %llu handoffs in, %llu "
+           "better).\nEach greenhub handoff becomes a green task (a task struct, a stack, a "
+           "context); a reference item is a call.\nhub counters: %llu handoffs in, %llu "
            "wakeup-fd writes, %llu loop iterations.\n",
            (unsigned long long)st.handoffs_in, (unsigned long long)st.wakeups_written,
            (unsigned long long)st.loop_iterations);
