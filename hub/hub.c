@@ -211,6 +211,7 @@ int gh__hub_swap_backend(gh_hub *h, const gh_backend_ops *ops)
 gh_hub *gh__hub_new(const gh_backend_ops *ops, size_t stack_size, int *errp)
 {
     int err;
+    gh__fork_init();
     gh_hub *h = calloc(1, sizeof *h);
     if (!h) {
         *errp = -ENOMEM;

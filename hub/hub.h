@@ -186,6 +186,9 @@ struct gh_hub {
     gh__hub_stats_atomic stats;
 };
 
+/* Install the fork handler that gives a child's hub kernel objects of its own (fork.c). */
+void gh__fork_init(void);
+
 /* The calling thread's hub, or NULL; gh__hub() creates it. */
 extern _Thread_local gh_hub *gh__tls_hub;
 gh_hub *gh__hub(void);

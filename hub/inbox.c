@@ -95,6 +95,14 @@ static gh__msg_pool *pool_get(void)
     return pool;
 }
 
+void gh__msg_pools_after_fork(void)
+{
+    /* Only the forking thread is left: nobody else holds the lock or is mid-post. */
+    pthread_mutex_init(&pool_orphans_lock, NULL);
+    for (gh__msg_pool *p = pool_all; p; p = p->all_next)
+        atomic_store_explicit(&p->posting, NULL, memory_order_relaxed);
+}
+
 void gh__msg_pool_thread_exit(void)
 {
     if (pool_mine) {
@@ -185,24 +193,54 @@ static void returns_add(msg_returns *r, gh__msg *m)
 
 /* ------------------------------------------------------------ the queue */
 
-int gh__inbox_init(gh__inbox *in)
+/* A wakeup fd: an eventfd (one fd for both ends), or a pipe with GH_WAKEUP_PIPE. */
+static int wake_fds_open(int *rfd, int *wfd)
 {
-    memset(in, 0, sizeof *in);
-    in->stub.kind = GH__MSG_STUB;
-    atomic_store(&in->head, &in->stub);
-    in->tail = &in->stub;
 #ifdef GH_WAKEUP_PIPE
     int fds[2];
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0)
         return -errno;
-    in->wake_rfd = fds[0];
-    in->wake_wfd = fds[1];
+    *rfd = fds[0];
+    *wfd = fds[1];
 #else
     int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (fd < 0)
         return -errno;
-    in->wake_rfd = in->wake_wfd = fd;
+    *rfd = *wfd = fd;
 #endif
+    return 0;
+}
+
+static void inbox_queue_reset(gh__inbox *in)
+{
+    atomic_store_explicit(&in->stub.next, NULL, memory_order_relaxed);
+    atomic_store(&in->head, &in->stub);
+    in->tail = &in->stub;
+}
+
+int gh__inbox_init(gh__inbox *in)
+{
+    memset(in, 0, sizeof *in);
+    in->stub.kind = GH__MSG_STUB;
+    inbox_queue_reset(in);
+    return wake_fds_open(&in->wake_rfd, &in->wake_wfd);
+}
+
+int gh__inbox_after_fork(gh__inbox *in)
+{
+    int rfd = -1, wfd = -1;
+    int err = wake_fds_open(&rfd, &wfd);
+    if (err)
+        return err;
+    close(in->wake_rfd); /* the child's copies: the parent's fd stays open */
+    if (in->wake_wfd != in->wake_rfd)
+        close(in->wake_wfd);
+    in->wake_rfd = rfd;
+    in->wake_wfd = wfd;
+    /* What is queued was handed to the parent's hub, which runs it. */
+    inbox_queue_reset(in);
+    atomic_store(&in->sleep_state, GH__INBOX_AWAKE);
+    atomic_store(&in->wakes_posting, 0);
     return 0;
 }
 

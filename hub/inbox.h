@@ -77,6 +77,13 @@ bool gh__inbox_quiet(gh__inbox *in);
 /* No producer is pushing into @in right now (scans every thread's pool). */
 bool gh__inbox_no_producers(gh__inbox *in);
 bool gh__inbox_closed(gh__inbox *in);
+/*
+ * In a forked child: a wakeup fd of the child's own, and an empty queue
+ * (what was queued is the parent's). 0, or -errno with nothing changed.
+ */
+int gh__inbox_after_fork(gh__inbox *in);
+/* In a forked child: the pools' lock and posting marks, as if no other thread ever ran. */
+void gh__msg_pools_after_fork(void);
 /* Free the calling thread's message pool (its nodes in flight keep it alive). */
 void gh__msg_pool_thread_exit(void);
 

@@ -21,11 +21,16 @@
  * waiter is then dropped (it neither kills the process nor runs the old
  * handler). gh_signal_restore(signo) puts the previous disposition back once
  * nobody waits; the router thread lives until the process exits.
+ *
+ * A forked child gets a self-pipe and a router of its own (the inherited
+ * pipe would carry the child's signals to the parent's router), made at
+ * once if a task of the forking thread waits, else by the child's first wait.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -131,9 +136,37 @@ static void *sig_router_main(void *arg)
     return NULL;
 }
 
+static int sig_router_start(void);
+
+/* Only the forking thread is left: the router is gone and the pipe is the parent's. */
+static void sig_atfork_child(void)
+{
+    pthread_mutex_init(&sig_lock, NULL);
+    if (!sig_router_started)
+        return;
+    close(sig_rfd);
+    close(atomic_load(&sig_wfd));
+    sig_rfd = -1;
+    atomic_store(&sig_wfd, -1);
+    sig_router_started = false;
+    for (int signo = 1; signo < NSIG; signo++)
+        if (sig_nwaiting[signo] > 0) {
+            if (sig_router_start() != 0)
+                fprintf(stderr, "greenhub: no signal router in the forked child\n");
+            break;
+        }
+}
+
+static void sig_atfork_setup(void)
+{
+    pthread_atfork(NULL, NULL, sig_atfork_child);
+}
+
 /* Make the self-pipe and the router thread once. sig_lock held. */
 static int sig_router_start(void)
 {
+    static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+    pthread_once(&fork_once, sig_atfork_setup);
     if (sig_router_started)
         return 0;
     int fds[2];

@@ -16,6 +16,10 @@
  * by gh_tpool_free), never while holding the lock they need to leave.
  * Workers run with every signal blocked, so a process signal handler never
  * runs in the middle of a blocking job.
+ *
+ * In a forked child every pool starts over with no threads and an empty
+ * queue: the jobs queued at the fork are the parent's, which runs them
+ * (gevent's threadpool does the same). The child's first job starts a thread.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -45,11 +49,36 @@ struct gh_tpool {
     int idle;     /* threads waiting for work */
     bool stopping;
     tp_worker *workers; /* every thread not yet joined */
+    gh_tpool *all_next; /* every pool, for the fork handler */
 };
 
 static pthread_mutex_t tpool_default_lock = PTHREAD_MUTEX_INITIALIZER;
 static gh_tpool *tpool_default;
 static int tpool_default_size = TPOOL_DEFAULT_SIZE;
+
+static pthread_mutex_t tpool_all_lock = PTHREAD_MUTEX_INITIALIZER;
+static gh_tpool *tpool_all;
+static pthread_once_t tpool_fork_once = PTHREAD_ONCE_INIT;
+
+/* Only the forking thread is left: no lock is held, no worker exists. */
+static void tpool_atfork_child(void)
+{
+    pthread_mutex_init(&tpool_default_lock, NULL);
+    pthread_mutex_init(&tpool_all_lock, NULL);
+    for (gh_tpool *p = tpool_all; p; p = p->all_next) {
+        pthread_mutex_init(&p->lock, NULL);
+        pthread_cond_init(&p->cond, NULL);
+        p->head = p->tail = NULL;
+        p->queued = 0;
+        p->nthreads = p->idle = 0;
+        p->workers = NULL; /* records of the parent's threads: nothing to join here */
+    }
+}
+
+static void tpool_fork_setup(void)
+{
+    pthread_atfork(NULL, NULL, tpool_atfork_child);
+}
 
 static void *tp_worker_main(void *arg)
 {
@@ -185,6 +214,11 @@ gh_tpool *gh_tpool_new(int threads)
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
     p->size = threads;
+    pthread_once(&tpool_fork_once, tpool_fork_setup);
+    pthread_mutex_lock(&tpool_all_lock);
+    p->all_next = tpool_all;
+    tpool_all = p;
+    pthread_mutex_unlock(&tpool_all_lock);
     return p;
 }
 
@@ -192,6 +226,12 @@ void gh_tpool_free(gh_tpool *p)
 {
     if (!p)
         return;
+    pthread_mutex_lock(&tpool_all_lock);
+    gh_tpool **pp = &tpool_all;
+    while (*pp != p)
+        pp = &(*pp)->all_next;
+    *pp = p->all_next;
+    pthread_mutex_unlock(&tpool_all_lock);
     pthread_mutex_lock(&p->lock);
     p->stopping = true;
     /* Jobs queued by callers that gave up must still run: make sure someone runs them. */

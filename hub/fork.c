@@ -1,0 +1,96 @@
+/*
+ * fork.c — in a forked child, the forking thread's hub gets kernel objects
+ * of its own.
+ *
+ * fork() copies the hub's memory, not what the kernel holds for it: in the
+ * child the epoll set (io_uring ring, libev or libevent loop) and the
+ * wakeup eventfd are still the parent's objects. Left shared, the child's
+ * gh_close would take the parent's fds out of the parent's epoll set, its
+ * io_uring submissions would land in the parent's ring, and its reads of
+ * the wakeup fd would steal the parent's wake-ups. So the child handler
+ * gives the hub a new instance of the same backend, watches there every fd
+ * a task waits on, takes a wakeup fd of its own and drops the handoffs
+ * queued for the parent, which runs them (gevent does the same through
+ * libev's ev_loop_fork). Tasks, timers and stacks carry on in the child.
+ *
+ * The parent's instance is abandoned, not destroyed: a destroy may take
+ * fds out of the shared set (libevent's event_base_free does), so the
+ * child keeps that instance's memory and its fd or two.
+ *
+ * Only the forking thread exists in the child: other threads' hubs, a
+ * runtime's threads and thread pools are gone, and a task there that waits
+ * on another thread (gh_call_on, gh_xevent, gh_chan) is not woken.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+
+#include "hub/hub.h"
+
+/* Give every waiter on @fd @err: its fd could not be watched in the child. */
+static void fork_fail_waiters(gh__fdslot *s, int err)
+{
+    if (s->reader)
+        gh__task_wake_detach(s->reader, err);
+    if (s->writer)
+        gh__task_wake_detach(s->writer, err);
+}
+
+static void hub_after_fork(gh_hub *h)
+{
+    int old_wake = h->inbox.wake_rfd;
+    int err = gh__inbox_after_fork(&h->inbox);
+    if (err)
+        fprintf(stderr, "greenhub: forked child keeps its parent's wakeup fd: %s\n",
+                gh_strerror(err));
+    void *state = NULL;
+    err = h->ops->init(&state);
+    if (err) {
+        fprintf(stderr, "greenhub: forked child keeps its parent's %s instance: %s\n",
+                h->ops->name, gh_strerror(err));
+        return;
+    }
+    if (old_wake != h->inbox.wake_rfd && old_wake < h->nfds)
+        h->fds[old_wake].interest = 0;
+    if (gh__fd_slot_reserve(h, h->inbox.wake_rfd) == 0) {
+        h->fds[h->inbox.wake_rfd].interest = 0;
+        if (h->ops->watch(state, h->inbox.wake_rfd, 0, GH_READ) == 0)
+            h->fds[h->inbox.wake_rfd].interest = GH_READ;
+    }
+    for (int fd = 0; fd < h->nfds; fd++) {
+        gh__fdslot *s = &h->fds[fd];
+        if (fd == h->inbox.wake_rfd)
+            continue;
+        /* Only what a task waits on; the lazy leftovers start empty. */
+        int carry = s->interest & ((s->reader ? GH_READ : 0) | (s->writer ? GH_WRITE : 0));
+        s->interest = 0;
+        if (!carry)
+            continue;
+        err = h->ops->watch(state, fd, 0, carry);
+        if (err)
+            fork_fail_waiters(s, err);
+        else
+            s->interest = (uint8_t)carry;
+    }
+    h->bstate = state; /* the parent's instance is abandoned: see the top */
+}
+
+static void fork_child(void)
+{
+    gh__msg_pools_after_fork();
+    gh_hub *h = gh__tls_hub;
+    if (h && !h->retired)
+        hub_after_fork(h);
+}
+
+static void fork_setup(void)
+{
+    pthread_atfork(NULL, NULL, fork_child);
+}
+
+void gh__fork_init(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, fork_setup);
+}
