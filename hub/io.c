@@ -76,6 +76,14 @@ static int fd_wait(gh_hub *h, int fd, int events, int64_t deadline)
     if (((events & GH_READ) && s->reader) || ((events & GH_WRITE) && s->writer))
         return -EBUSY;
     err = gh__fd_interest(h, fd, s->interest | events);
+    if (err == -EPERM) {
+        /*
+         * epoll (and libevent on it) refuses regular files and directories,
+         * which poll(2) reports always ready: so does every backend here.
+         */
+        err = fd_poll_now(fd, events);
+        return err == -ETIMEDOUT ? -EPERM : err;
+    }
     if (err)
         return err;
     gh_task *t = h->current;

@@ -27,7 +27,9 @@ struct gh_runtime {
     int started;       /* threads that made their hub (or failed) */
     int finished;      /* threads whose hub drained */
     int start_err;
-    bool stopped;      /* gh_runtime_stop done */
+    bool stopped;      /* gh_runtime_stop called */
+    bool stop_over;    /* ... and every thread joined: stop_result is final */
+    int stop_result;
     bool *done;        /* per hub: drained */
 };
 
@@ -241,8 +243,13 @@ int gh_runtime_stop(gh_runtime *rt, int64_t drain_timeout_ns)
     rt->stopped = true;
     pthread_mutex_unlock(&rt->lock);
     if (already) {
-        rt_wait_finished(rt, -1);
-        return 0;
+        /* A second or concurrent stop waits for the first and says what it got. */
+        pthread_mutex_lock(&rt->lock);
+        while (!rt->stop_over)
+            pthread_cond_wait(&rt->cond, &rt->lock);
+        int result = rt->stop_result;
+        pthread_mutex_unlock(&rt->lock);
+        return result;
     }
     for (int i = 0; i < rt->n; i++)
         rt_request_stop(rt, i);
@@ -267,6 +274,11 @@ int gh_runtime_stop(gh_runtime *rt, int64_t drain_timeout_ns)
     }
     for (int i = 0; i < rt->n; i++)
         pthread_join(rt->threads[i], NULL);
+    pthread_mutex_lock(&rt->lock);
+    rt->stop_result = result;
+    rt->stop_over = true;
+    pthread_cond_broadcast(&rt->cond);
+    pthread_mutex_unlock(&rt->lock);
     return result;
 }
 

@@ -280,7 +280,8 @@ int gh_call_on(gh_hub *target, void *(*fn)(void *), void *arg, void **result,
  * handoff it accepted, cancels repeating timers and lets tasks finish. After
  * @drain_timeout_ns it kills what is left.
  * @return 0; -ETIMEDOUT when some hub had to kill tasks (named on stderr);
- *         -EDEADLK from a thread of @rt itself.
+ *         -EDEADLK from a thread of @rt itself. A later or concurrent call
+ *         waits for the first to end and returns what it returned.
  * Hub pointers stay valid (refusing) until gh_runtime_destroy. Any thread but
  * the runtime's own.
  */

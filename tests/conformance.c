@@ -695,6 +695,33 @@ static void test_conf_fd_reused_after_close(void **state)
     HUB_CLOSES_CLEAN();
 }
 
+/*
+ * Regular files and directories are always ready, as poll(2) has it, on
+ * every backend: epoll refuses them (EPERM), the others report them ready.
+ */
+static void test_conf_regular_file_always_ready(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/greenhub-conf-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    assert_int_equal(write(fd, "abc", 3), 3);
+    assert_int_equal(gh_trampoline(fd, GH_READ, GH_SEC), 0);
+    assert_int_equal(gh_trampoline(fd, GH_WRITE, GH_SEC), 0);
+    assert_int_equal(gh_trampoline(fd, GH_READ | GH_WRITE, GH_FOREVER), 0);
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    char buf[8];
+    assert_int_equal(gh_read(fd, buf, sizeof buf, GH_SEC), 3);
+    assert_int_equal(gh_close(fd), 0);
+
+    int dfd = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(dfd >= 0);
+    assert_int_equal(gh_trampoline(dfd, GH_READ, GH_SEC), 0);
+    assert_int_equal(gh_close(dfd), 0);
+    HUB_CLOSES_CLEAN();
+}
+
 static void test_conf_select_fd_setsize(void **state)
 {
     (void)state;
@@ -1208,6 +1235,7 @@ int main(void)
         cmocka_unit_test(test_conf_sockets_loopback),
         cmocka_unit_test(test_conf_half_close_wakes_reader_only),
         cmocka_unit_test(test_conf_fd_reused_after_close),
+        cmocka_unit_test(test_conf_regular_file_always_ready),
         cmocka_unit_test(test_conf_select_fd_setsize),
         cmocka_unit_test(test_conf_use_hub_errors),
         cmocka_unit_test(test_conf_third_party_backend),

@@ -999,6 +999,18 @@ static void sleep_forever(void *arg)
     atomic_store(&forever_result, gh_sleep(GH_FOREVER));
 }
 
+typedef struct second_stop {
+    gh_runtime *rt;
+    atomic_int result;
+} second_stop;
+
+static void *second_stop_main(void *arg)
+{
+    second_stop *s = arg;
+    atomic_store(&s->result, gh_runtime_stop(s->rt, 200 * GH_MSEC));
+    return NULL;
+}
+
 static void test_runtime_stop_drain_timeout(void **state)
 {
     (void)state;
@@ -1006,9 +1018,16 @@ static void test_runtime_stop_drain_timeout(void **state)
     atomic_store(&forever_started, 0);
     assert_int_equal(gh_spawn_on(gh_runtime_hub(rt, 1), sleep_forever, NULL), 0);
     assert_true(wait_at_least(&forever_started, 1, 20 * GH_SEC));
+    /* Two concurrent stops: whichever comes second waits and gets the first one's answer. */
+    second_stop second = {.rt = rt, .result = 1};
+    pthread_t th;
     int64_t t0 = gh_now();
+    assert_int_equal(pthread_create(&th, NULL, second_stop_main, &second), 0);
     assert_int_equal(gh_runtime_stop(rt, 200 * GH_MSEC), -ETIMEDOUT);
     assert_true(gh_now() - t0 >= 200 * GH_MSEC);
+    pthread_join(th, NULL);
+    assert_int_equal(atomic_load(&second.result), -ETIMEDOUT);
+    assert_int_equal(gh_runtime_stop(rt, GH_FOREVER), -ETIMEDOUT); /* and a later one */
     assert_int_equal(atomic_load(&forever_result), -ECANCELED);
     /* The tombstones stay. */
     gh_hub_stats st;
