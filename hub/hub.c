@@ -143,6 +143,12 @@ static int hub_backend_open(const gh_backend_ops *ops, void **state)
     return err;
 }
 
+/* Whether a read after a short read waits first on @ops (see io.c): not on io_uring. */
+static bool hub_read_prewait(const gh_backend_ops *ops)
+{
+    return ops != &gh_backend_io_uring;
+}
+
 /*
  * What a swap carries over for @fd: the directions somebody waits on (and the
  * wakeup fd). Interest nobody waits on is only the lazy cache hub_ready keeps;
@@ -201,6 +207,7 @@ int gh__hub_swap_backend(gh_hub *h, const gh_backend_ops *ops)
     }
     h->ops->destroy(h->bstate);
     h->ops = ops;
+    h->read_prewait = hub_read_prewait(ops);
     h->bstate = state;
     atomic_store_explicit(&h->backend_name, ops->name, memory_order_relaxed);
     return 0;
@@ -227,6 +234,7 @@ gh_hub *gh__hub_new(const gh_backend_ops *ops, size_t stack_size, int *errp)
     if (err)
         goto fail_backend;
     h->ops = ops;
+    h->read_prewait = hub_read_prewait(ops);
     atomic_store_explicit(&h->backend_name, ops->name, memory_order_relaxed);
     err = gh__fd_slot_reserve(h, h->inbox.wake_rfd);
     if (err)

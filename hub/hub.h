@@ -132,7 +132,11 @@ typedef struct gh__fdslot {
     gh_task *reader, *writer; /* at most one waiter per direction */
     uint8_t interest;         /* what the backend watches now (GH_READ|GH_WRITE) */
     bool nonblock_known;      /* gh_read/gh_write_all put it into O_NONBLOCK already */
+    uint8_t kind;             /* GH__FD_*: what a short read says (io.c) */
+    bool drained;             /* a short read emptied it: the next read waits first */
 } gh__fdslot;
+
+enum { GH__FD_UNKNOWN, GH__FD_STREAM, GH__FD_OTHER };
 
 /* ------------------------------------------------------------------ hub */
 
@@ -172,6 +176,7 @@ struct gh_hub {
     gh__fdslot *fds;
     int nfds;
     uint32_t fd_waiters;
+    bool read_prewait;        /* a read after a short read waits first (io.c) */
 
     /* cross-thread */
     gh__inbox inbox;
@@ -219,6 +224,14 @@ int gh__io_enter(int fd, int64_t timeout_ns, gh_hub **hp);
  * ready for @events before @deadline), else the negative errno to return.
  */
 int gh__io_retry(gh_hub *h, int fd, int events, int64_t timeout_ns, int64_t deadline);
+/*
+ * Before a read: when the last read of @fd was short (a stream drained),
+ * wait for readability first instead of paying a syscall for EAGAIN.
+ * 0 to go on and read, else the negative errno to return.
+ */
+int gh__io_read_prewait(gh_hub *h, int fd, int64_t timeout_ns, int64_t deadline);
+/* After a read of @asked bytes returned @got >= 0: remember whether it drained @fd. */
+void gh__io_read_done(gh_hub *h, int fd, ssize_t got, size_t asked);
 /* Parse an IP literal or "localhost" into @ss (never blocks); -EINVAL otherwise. */
 int gh__sock_addr(const char *host, int port, bool passive, struct sockaddr_storage *ss,
                   unsigned int *len);

@@ -29,10 +29,19 @@ ssize_t gh_recv(int fd, void *buf, size_t n, int flags, int64_t timeout_ns)
     if (err)
         return err;
     int64_t deadline = gh__deadline(timeout_ns);
+    bool peek = flags & MSG_PEEK; /* a peek drains nothing */
+    if (!peek) {
+        err = gh__io_read_prewait(h, fd, timeout_ns, deadline);
+        if (err)
+            return err;
+    }
     for (;;) {
         ssize_t r = recv(fd, buf, n, flags);
-        if (r >= 0)
+        if (r >= 0) {
+            if (!peek)
+                gh__io_read_done(h, fd, r, n);
             return r;
+        }
         err = gh__io_retry(h, fd, GH_READ, timeout_ns, deadline);
         if (err)
             return err;

@@ -358,6 +358,105 @@ static void test_net_kill_and_close_wake_waiters(void **state)
     HUB_CLOSES_CLEAN();
 }
 
+/*
+ * A short read from a stream drains it, so the next read waits before it
+ * reads (io.c). That must never change what a read returns: data already
+ * there comes at once, a timeout still times out, timeout 0 still polls,
+ * kill and close still wake, and datagrams (where a short read says
+ * nothing) keep coming one per call.
+ */
+typedef struct prewait_call {
+    int fd;
+    ssize_t result;
+    bool done;
+} prewait_call;
+
+static void prewait_recv_task(void *arg)
+{
+    prewait_call *c = arg;
+    char buf[64];
+    c->result = gh_recv(c->fd, buf, sizeof buf, 0, 10 * GH_SEC);
+    c->done = true;
+}
+
+static void test_net_short_read_then_more(void **state)
+{
+    (void)state;
+    int a, b;
+    tcp_pair(&a, &b);
+    char buf[64];
+
+    assert_int_equal(gh_send(a, "abc", 3, 0, GH_SEC), 3);
+    assert_int_equal(gh_recv(b, buf, sizeof buf, 0, GH_SEC), 3); /* short: drained */
+    /* Already there when the next read starts: returned at once. */
+    assert_int_equal(gh_send(a, "defg", 4, 0, GH_SEC), 4);
+    int64_t t0 = gh_now();
+    assert_int_equal(gh_recv(b, buf, sizeof buf, 0, 5 * GH_SEC), 4);
+    assert_memory_equal(buf, "defg", 4);
+    assert_true(gh_now() - t0 < GH_SEC / 2);
+    /* Drained and nothing comes: the timeout holds, and timeout 0 only polls. */
+    t0 = gh_now();
+    assert_int_equal(gh_recv(b, buf, sizeof buf, 0, 30 * GH_MSEC), -ETIMEDOUT);
+    assert_true(gh_now() - t0 >= 30 * GH_MSEC);
+    assert_int_equal(gh_send(a, "h", 1, 0, GH_SEC), 1);
+    assert_int_equal(gh_recv(b, buf, sizeof buf, 0, 0), 1);
+    assert_int_equal(gh_recv(b, buf, sizeof buf, 0, 0), -ETIMEDOUT);
+    /* Comes later, from a task: the waiting read gets it. */
+    later_send l = {a, 20 * GH_MSEC, "late"};
+    gh_task *t = gh_spawn(later_send_task, &l);
+    assert_int_equal(gh_recv(b, buf, sizeof buf, 0, 5 * GH_SEC), 4);
+    assert_memory_equal(buf, "late", 4);
+    assert_int_equal(gh_join(t, GH_SEC), 0);
+    gh_task_release(t);
+    /* A drained fd's waiter is still woken by kill (-ECANCELED) and gh_close (-EBADF). */
+    assert_int_equal(gh_send(a, "i", 1, 0, GH_SEC), 1);
+    assert_int_equal(gh_recv(b, buf, sizeof buf, 0, GH_SEC), 1);
+    prewait_call c = {.fd = b};
+    t = gh_spawn(prewait_recv_task, &c);
+    assert_int_equal(gh_sleep(10 * GH_MSEC), 0);
+    assert_false(c.done);
+    assert_int_equal(gh_kill(t), 0);
+    assert_int_equal(gh_join(t, GH_SEC), 0);
+    assert_int_equal(c.result, -ECANCELED);
+    gh_task_release(t);
+    assert_int_equal(gh_send(a, "j", 1, 0, GH_SEC), 1);
+    assert_int_equal(gh_recv(b, buf, sizeof buf, 0, GH_SEC), 1);
+    c = (prewait_call){.fd = b};
+    t = gh_spawn(prewait_recv_task, &c);
+    assert_int_equal(gh_sleep(10 * GH_MSEC), 0);
+    assert_int_equal(gh_close(b), 0);
+    assert_int_equal(gh_join(t, GH_SEC), 0);
+    assert_int_equal(c.result, -EBADF);
+    gh_task_release(t);
+    assert_int_equal(gh_close(a), 0);
+
+    /* Datagrams: two queued, each recv (short every time) returns one at once. */
+    int u[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, u), 0);
+    assert_int_equal(send(u[0], "one", 3, 0), 3);
+    assert_int_equal(send(u[0], "two!", 4, 0), 4);
+    t0 = gh_now();
+    assert_int_equal(gh_recv(u[1], buf, sizeof buf, 0, 5 * GH_SEC), 3);
+    assert_int_equal(gh_recv(u[1], buf, sizeof buf, 0, 5 * GH_SEC), 4);
+    assert_memory_equal(buf, "two!", 4);
+    assert_true(gh_now() - t0 < GH_SEC / 2);
+    gh_close(u[0]);
+    gh_close(u[1]);
+
+    /* A pipe through gh_read: short, then more already written, then EOF. */
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(write(p[1], "xy", 2), 2);
+    assert_int_equal(gh_read(p[0], buf, sizeof buf, GH_SEC), 2);
+    assert_int_equal(write(p[1], "z", 1), 1);
+    assert_int_equal(gh_read(p[0], buf, sizeof buf, GH_SEC), 1);
+    assert_int_equal(buf[0], 'z');
+    close(p[1]);
+    assert_int_equal(gh_read(p[0], buf, sizeof buf, GH_SEC), 0);
+    gh_close(p[0]);
+    HUB_CLOSES_CLEAN();
+}
+
 static void test_net_send_full_then_drained(void **state)
 {
     (void)state;
@@ -1070,6 +1169,7 @@ int main(void)
         cmocka_unit_test_setup(test_net_recv_send_basics, setup),
         cmocka_unit_test_setup(test_net_recv_waits_green, setup),
         cmocka_unit_test_setup(test_net_kill_and_close_wake_waiters, setup),
+        cmocka_unit_test_setup(test_net_short_read_then_more, setup),
         cmocka_unit_test_setup(test_net_send_full_then_drained, setup),
         cmocka_unit_test_setup(test_net_readv_writev_roundtrip, setup),
         cmocka_unit_test_setup(test_net_sendfile, setup),
