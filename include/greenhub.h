@@ -175,9 +175,12 @@ void gh_timer_release(gh_timer *t);
 
 /*
  * The calling task waits; the thread does not. Each call tries the syscall
- * first and waits only on EAGAIN. gh_read and gh_write_all put an fd they
- * have not seen before into O_NONBLOCK mode. At most one task of a hub waits
- * to read and one to write on an fd at a time (a second gets -EBUSY).
+ * first and waits only on EAGAIN, except that a gh_read/gh_recv after a
+ * short read from a stream socket or pipe waits for readability first (see
+ * docs/sockets.md: same results, one syscall less). gh_read and
+ * gh_write_all put an fd they have not seen before into O_NONBLOCK mode.
+ * At most one task of a hub waits to read and one to write on an fd at a
+ * time (a second gets -EBUSY).
  * Close fds that tasks may wait on with gh_close, never close().
  */
 
