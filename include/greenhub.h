@@ -265,6 +265,11 @@ int gh_runtime_threads(const gh_runtime *rt);
  * @target's own (where it is a plain gh_spawn_n).
  * @return 0, and the task runs exactly once; -ESHUTDOWN if @target is
  *         stopping; -EINVAL; -ENOMEM. On error fn never runs.
+ * A runtime's hub stays valid (refusing once stopped) until
+ * gh_runtime_destroy. A plain thread's hub runs handoffs only while that
+ * thread runs its hub, and is freed when the thread exits (handoffs still
+ * queued then are reported on stderr and dropped): hand work to hubs that
+ * others post to through a runtime.
  */
 int gh_spawn_on(gh_hub *target, void (*fn)(void *), void *arg);
 

@@ -21,9 +21,10 @@
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
-#include <stdarg.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -116,30 +117,6 @@ static void parent_checks(pid_t pid, reader *r, int pipe_w)
     assert_int_equal(after.handoffs_in - before.handoffs_in, 1);
 }
 
-static void test_fork_from_root(void **state)
-{
-    (void)state;
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    reader r = {.fd = p[0], .got = -1};
-    gh_task *t = gh_spawn(read_task, &r);
-    assert_non_null(t);
-    assert_int_equal(gh_sleep(GH_MSEC), 0); /* the reader now waits: its fd is watched */
-    assert_int_equal(r.got, -1);
-
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0)
-        _exit(child_checks(&r));
-
-    parent_checks(pid, &r, p[1]);
-    assert_int_equal(gh_join(t, GH_SEC), 0);
-    gh_task_release(t);
-    gh_close(p[0]);
-    close(p[1]);
-    assert_int_equal(gh_hub_close(), 0);
-}
-
 typedef struct forker {
     reader *r;
     pid_t pid;
@@ -153,20 +130,28 @@ static void fork_task(void *arg)
         _exit(child_checks(f->r)); /* the child carries on in this task */
 }
 
-static void test_fork_from_task(void **state)
+/* A parent task waits to read a pipe; fork from the root or from a task; check both sides. */
+static void fork_and_check(bool from_task)
 {
-    (void)state;
     int p[2];
     assert_int_equal(pipe(p), 0);
     reader r = {.fd = p[0], .got = -1};
     gh_task *t = gh_spawn(read_task, &r);
     assert_non_null(t);
-    assert_int_equal(gh_sleep(GH_MSEC), 0);
+    assert_int_equal(gh_sleep(GH_MSEC), 0); /* the reader now waits: its fd is watched */
+    assert_int_equal(r.got, -1);
+
     forker f = {.r = &r, .pid = -1};
-    gh_task *ft = gh_spawn(fork_task, &f);
-    assert_non_null(ft);
-    assert_int_equal(gh_join(ft, GH_SEC), 0);
-    gh_task_release(ft);
+    if (from_task) {
+        gh_task *ft = gh_spawn(fork_task, &f);
+        assert_non_null(ft);
+        assert_int_equal(gh_join(ft, GH_SEC), 0);
+        gh_task_release(ft);
+    } else {
+        f.pid = fork();
+        if (f.pid == 0)
+            _exit(child_checks(&r));
+    }
     assert_true(f.pid > 0);
 
     parent_checks(f.pid, &r, p[1]);
@@ -175,6 +160,18 @@ static void test_fork_from_task(void **state)
     gh_close(p[0]);
     close(p[1]);
     assert_int_equal(gh_hub_close(), 0);
+}
+
+static void test_fork_from_root(void **state)
+{
+    (void)state;
+    fork_and_check(false);
+}
+
+static void test_fork_from_task(void **state)
+{
+    (void)state;
+    fork_and_check(true);
 }
 
 /* ------------------------------------------------ thread pools and signals */
