@@ -144,10 +144,10 @@ static void sig_atfork_child(void)
     pthread_mutex_init(&sig_lock, NULL);
     if (!sig_router_started)
         return;
+    int wfd = atomic_exchange(&sig_wfd, -1); /* the handler stops writing first */
+    close(wfd);
     close(sig_rfd);
-    close(atomic_load(&sig_wfd));
     sig_rfd = -1;
-    atomic_store(&sig_wfd, -1);
     sig_router_started = false;
     for (int signo = 1; signo < NSIG; signo++)
         if (sig_nwaiting[signo] > 0) {
