@@ -94,10 +94,12 @@ static void hub_ready(void *ctx, int fd, int events)
     gh__fdslot *s = &h->fds[fd];
     int idle = 0;
     if (events & GH_READ) {
-        if (s->reader)
+        if (s->reader) {
             gh__task_wake_detach(s->reader, 0);
-        else
+        } else {
             idle |= GH_READ;
+            s->drained = false; /* data came while nobody waited: the next read goes first */
+        }
     }
     if (events & GH_WRITE) {
         if (s->writer)

@@ -171,6 +171,9 @@ int gh__io_retry(gh_hub *h, int fd, int events, int64_t timeout_ns, int64_t dead
  * epoll), so the next read of that fd waits for readability first.
  * Readiness is level-triggered on every backend, so waiting first is always
  * correct: data that came meanwhile reports the fd ready at the next poll.
+ * A poll that finds the fd readable while no task waits on it clears the
+ * mark (hub_ready), so data that came while its task was busy is read at
+ * once, not after a re-registration and another poll.
  * Datagram sockets and other fds keep read-first: one short read says
  * nothing about the next datagram. So does io_uring (hub->read_prewait):
  * its one-shot polls make each wait cost a re-arm in the ring, and echo

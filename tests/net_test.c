@@ -394,6 +394,19 @@ static void test_net_short_read_then_more(void **state)
     assert_int_equal(gh_recv(b, buf, sizeof buf, 0, 5 * GH_SEC), 4);
     assert_memory_equal(buf, "defg", 4);
     assert_true(gh_now() - t0 < GH_SEC / 2);
+    /*
+     * Drained, then data comes while nobody waits and a poll sees it: the
+     * next read goes first, without a wait (no switch at all).
+     */
+    assert_int_equal(gh_send(a, "x", 1, 0, GH_SEC), 1);
+    assert_int_equal(gh_recv(b, buf, sizeof buf, 0, GH_SEC), 1); /* short: drained */
+    assert_int_equal(gh_send(a, "yz", 2, 0, GH_SEC), 2);
+    assert_int_equal(gh_sleep(5 * GH_MSEC), 0); /* the hub polls: b readable, no reader */
+    gh_hub_stats before, after;
+    gh_hub_get_stats(gh_get_hub(), &before);
+    assert_int_equal(gh_recv(b, buf, sizeof buf, 0, GH_SEC), 2);
+    gh_hub_get_stats(gh_get_hub(), &after);
+    assert_int_equal(after.switches, before.switches);
     /* Drained and nothing comes: the timeout holds, and timeout 0 only polls. */
     t0 = gh_now();
     assert_int_equal(gh_recv(b, buf, sizeof buf, 0, 30 * GH_MSEC), -ETIMEDOUT);
