@@ -42,8 +42,11 @@ static void hub_thread_exit(void *p)
 {
     gh_hub *h = p;
     /* A runtime's hub outlives its thread as a tombstone; the runtime frees it. */
-    if (h && !h->runtime)
+    if (h && !h->runtime) {
+        gh__timers_drop(h, false);
+        gh__timers_free_kept(h); /* handles only this thread could have used */
         gh__hub_free(h);
+    }
     gh__tls_hub = NULL;
 }
 
@@ -301,6 +304,9 @@ void gh__hub_free(gh_hub *h)
 
 void gh__hub_retire(gh_hub *h)
 {
+    /* Its thread is gone: nobody can cancel or release a handle of its timers. */
+    gh__timers_drop(h, false);
+    gh__timers_free_kept(h);
     /* A stopper may still write the wakeup fd; it is closed by gh__hub_bury. */
     hub_release(h, true);
     h->retired = true;

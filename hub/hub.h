@@ -66,6 +66,13 @@ typedef struct gh__timer_heap {
     gh__timer_slot *items; /* 4-ary min-heap on (when, seq) */
     uint32_t len, cap;
     uint64_t next_seq;
+    /*
+     * Timers out of the heap whose handle the caller still holds (fired
+     * one-shots, repeating timers a stop dropped); each one's seq is its
+     * index here. Freed with the hub when its thread is gone.
+     */
+    gh_timer **kept;
+    uint32_t nkept, capkept;
 } gh__timer_heap;
 
 void gh__timer_heap_init(gh__timer_heap *th);
@@ -82,6 +89,8 @@ static inline gh_timer *gh__timer_peek(const gh__timer_heap *th)
 void gh__timers_fire(gh_hub *h, int64_t now);
 /* Drop every callback timer (hub teardown); with @repeating_only, just the repeating ones. */
 void gh__timers_drop(gh_hub *h, bool repeating_only);
+/* The hub's thread is gone: free the timers whose handles nobody can use any more. */
+void gh__timers_free_kept(gh_hub *h);
 
 /* ---------------------------------------------------------------- tasks */
 

@@ -63,6 +63,8 @@ void gh__timer_heap_init(gh__timer_heap *th)
     th->items = NULL;
     th->len = th->cap = 0;
     th->next_seq = 0;
+    th->kept = NULL;
+    th->nkept = th->capkept = 0;
 }
 
 void gh__timer_heap_term(gh__timer_heap *th)
@@ -70,6 +72,42 @@ void gh__timer_heap_term(gh__timer_heap *th)
     free(th->items);
     th->items = NULL;
     th->len = th->cap = 0;
+    free(th->kept); /* the timers themselves: gh__timers_free_kept, or their handles */
+    th->kept = NULL;
+    th->nkept = th->capkept = 0;
+}
+
+/* @t left the heap for good but its handle is held: remember it (seq = index). */
+static void timer_keep(gh__timer_heap *th, gh_timer *t)
+{
+    t->seq = UINT64_MAX;
+    if (th->nkept == th->capkept) {
+        uint32_t cap = th->capkept ? th->capkept * 2 : 16;
+        gh_timer **kept = realloc(th->kept, (size_t)cap * sizeof *kept);
+        if (!kept)
+            return; /* not remembered: only its thread's exit will not free it */
+        th->kept = kept;
+        th->capkept = cap;
+    }
+    t->seq = th->nkept;
+    th->kept[th->nkept++] = t;
+}
+
+static void timer_unkeep(gh__timer_heap *th, gh_timer *t)
+{
+    uint64_t i = t->seq;
+    if (i >= th->nkept || th->kept[i] != t)
+        return;
+    gh_timer *last = th->kept[--th->nkept];
+    th->kept[i] = last;
+    last->seq = i;
+}
+
+void gh__timers_free_kept(gh_hub *h)
+{
+    for (uint32_t i = 0; i < h->timers.nkept; i++)
+        free(h->timers.kept[i]);
+    h->timers.nkept = 0;
 }
 
 int gh__timer_add(gh__timer_heap *th, gh_timer *t)
@@ -143,10 +181,12 @@ void gh__timers_fire(gh_hub *h, int64_t now)
             } else if (gh__timer_add(&h->timers, t) != 0) {
                 /* No memory to re-arm: stop repeating rather than lose the heap. */
                 timer_account(h, -1);
-                if (t->flags & GH__TIMER_HANDLE)
+                if (t->flags & GH__TIMER_HANDLE) {
                     t->flags |= GH__TIMER_FIRED;
-                else
+                    timer_keep(&h->timers, t);
+                } else {
                     free(t);
+                }
             }
             continue;
         }
@@ -156,6 +196,8 @@ void gh__timers_fire(gh_hub *h, int64_t now)
         t->flags &= ~GH__TIMER_IN_CB;
         if ((t->flags & GH__TIMER_DEAD) || !(t->flags & GH__TIMER_HANDLE))
             free(t);
+        else
+            timer_keep(&h->timers, t);
     }
 }
 
@@ -169,10 +211,12 @@ void gh__timers_drop(gh_hub *h, bool repeating_only)
         }
         gh__timer_remove(&h->timers, t);
         timer_account(h, -1);
-        if (t->flags & GH__TIMER_HANDLE)
+        if (t->flags & GH__TIMER_HANDLE) {
             t->flags |= GH__TIMER_FIRED; /* the handle stays valid until cancel/release */
-        else
+            timer_keep(&h->timers, t);
+        } else {
             free(t);
+        }
         /* removal moved another timer into slot i: look at it again */
     }
 }
@@ -253,6 +297,8 @@ int gh_timer_cancel(gh_timer *t)
     if (t->heap_idx != GH__NOT_IN_HEAP) {
         gh__timer_remove(&h->timers, t);
         timer_account(h, -1);
+    } else {
+        timer_unkeep(&h->timers, t);
     }
     free(t);
     return pending ? 0 : -ENOENT;
@@ -263,6 +309,8 @@ void gh_timer_release(gh_timer *t)
     if (!t || !(t->flags & GH__TIMER_HANDLE) || t->hub != gh__tls_hub)
         return;
     t->flags &= ~GH__TIMER_HANDLE;
-    if ((t->flags & GH__TIMER_FIRED) && !(t->flags & GH__TIMER_IN_CB))
+    if ((t->flags & GH__TIMER_FIRED) && !(t->flags & GH__TIMER_IN_CB)) {
+        timer_unkeep(&t->hub->timers, t);
         free(t);
+    }
 }

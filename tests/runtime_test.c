@@ -1038,6 +1038,48 @@ static void test_runtime_stop_drain_timeout(void **state)
     end_clean();
 }
 
+/*
+ * Timer handles nobody released (the pointers are dropped on purpose): a
+ * fired one-shot, and a repeating timer the stop cancels. Once the hub's
+ * thread is gone nobody can release them, so the hub frees them; under
+ * ASan, LeakSanitizer fails this test if it does not.
+ */
+static atomic_int kept_fired;
+static void kept_cb(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&kept_fired, 1);
+}
+
+/* Run by gh_call_on on a runtime hub, and as a plain thread (whose hub is freed at its exit). */
+static void *leave_timer_handles(void *arg)
+{
+    (void)arg;
+    if (gh_call_after(0, kept_cb, NULL) && gh_call_repeatedly(GH_MSEC, kept_cb, NULL))
+        gh_sleep(5 * GH_MSEC);
+    return NULL;
+}
+
+static void test_runtime_unreleased_timer_handles_freed(void **state)
+{
+    (void)state;
+    atomic_store(&kept_fired, 0);
+    gh_runtime *rt = start_rt(1, NULL);
+    void *res;
+    assert_int_equal(gh_call_on(gh_runtime_hub(rt, 0), leave_timer_handles, NULL, &res, 5 * GH_SEC),
+                     0);
+    assert_true(atomic_load(&kept_fired) >= 2);
+    assert_int_equal(gh_runtime_stop(rt, GH_SEC), 0);
+    gh_runtime_destroy(rt);
+
+    atomic_store(&kept_fired, 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, leave_timer_handles, NULL), 0);
+    pthread_join(th, NULL);
+    assert_true(atomic_load(&kept_fired) >= 2);
+    end_clean();
+}
+
 /* Far timers and a far delayed start must not outlive the drain timeout. */
 static atomic_ulong far_cb_ran, far_setup_done;
 static atomic_int far_task_sleep = 1;
@@ -1290,6 +1332,7 @@ int main(void)
         cmocka_unit_test(test_runtime_ping_pong),
         cmocka_unit_test(test_runtime_stop_mid_storm),
         cmocka_unit_test(test_runtime_stop_drain_timeout),
+        cmocka_unit_test(test_runtime_unreleased_timer_handles_freed),
         cmocka_unit_test(test_runtime_stop_kills_far_timers),
         cmocka_unit_test(test_runtime_stop_cancels_repeating_timers),
         cmocka_unit_test(test_xevent_set_wakes_everyone),
