@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -282,8 +283,17 @@ static void hub_release(gh_hub *h, bool tombstone)
     h->ops->destroy(h->bstate);
     h->bstate = NULL;
     gh__sched_term(h);
-    if (!tombstone)
+    if (!tombstone) {
+        /*
+         * A producer that saw the inbox open may still be pushing: let it
+         * finish before the memory goes (a few instructions, unless the
+         * scheduler took its CPU). Posting after the free is the caller's
+         * use of a dead pointer (see gh_spawn_on).
+         */
+        while (!gh__inbox_no_producers(&h->inbox))
+            sched_yield();
         gh__inbox_term(&h->inbox);
+    }
     gh__timer_heap_term(&h->timers);
     free(h->fds);
     h->fds = NULL;
