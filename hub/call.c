@@ -23,16 +23,14 @@ int gh__call_new(gh__call **out, void *(*fn)(void *), void *arg, int64_t timeout
     if (!fn || timeout_ns < GH_FOREVER)
         return -EINVAL;
     /* Refuse before anything runs: a call made from MAINLOOP or a killed task could not wait. */
-    gh_hub *h = gh__tls_hub;
-    if (h) {
-        int err = gh__can_block(h);
-        if (err)
-            return err;
-    }
+    gh_hub *h;
+    int err = gh__caller_can_block(&h);
+    if (err)
+        return err;
     gh__call *c = malloc(sizeof *c);
     if (!c)
         return -ENOMEM;
-    int err = gh_xevent_init(&c->done);
+    err = gh_xevent_init(&c->done);
     if (err) {
         free(c);
         return err;

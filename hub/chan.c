@@ -260,14 +260,6 @@ int gh_chan_free(gh_chan *c)
     return 0;
 }
 
-/* The caller's hub if it is a task that may block, NULL for a plain thread. */
-static int chan_caller(gh_hub **hp)
-{
-    gh_hub *h = gh__tls_hub;
-    *hp = h;
-    return h ? gh__can_block(h) : 0;
-}
-
 int gh_chan_send(gh_chan *c, void *item, int64_t timeout_ns)
 {
     if (!c || timeout_ns < GH_FOREVER)
@@ -291,7 +283,7 @@ int gh_chan_send(gh_chan *c, void *item, int64_t timeout_ns)
         return 0;
     }
     gh_hub *h;
-    int err = chan_caller(&h);
+    int err = gh__caller_can_block(&h);
     if (!err && timeout_ns == 0)
         err = -EAGAIN;
     if (!err) {
@@ -330,7 +322,7 @@ int gh_chan_recv(gh_chan *c, void **item, int64_t timeout_ns)
         return -EPIPE;
     }
     gh_hub *h;
-    int err = chan_caller(&h);
+    int err = gh__caller_can_block(&h);
     if (!err && timeout_ns == 0)
         err = -EAGAIN;
     if (!err) {

@@ -21,8 +21,6 @@
  * runtime's threads and thread pools are gone, and a task there that waits
  * on another thread (gh_call_on, gh_xevent, gh_chan) is not woken.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 
@@ -39,7 +37,6 @@ static void fork_fail_waiters(gh__fdslot *s, int err)
 
 static void hub_after_fork(gh_hub *h)
 {
-    int old_wake = h->inbox.wake_rfd;
     int err = gh__inbox_after_fork(&h->inbox);
     if (err)
         fprintf(stderr, "greenhub: forked child keeps its parent's wakeup fd: %s\n",
@@ -51,29 +48,18 @@ static void hub_after_fork(gh_hub *h)
                 h->ops->name, gh_strerror(err));
         return;
     }
-    if (old_wake != h->inbox.wake_rfd && old_wake < h->nfds)
-        h->fds[old_wake].interest = 0;
-    if (gh__fd_slot_reserve(h, h->inbox.wake_rfd) == 0) {
-        h->fds[h->inbox.wake_rfd].interest = 0;
-        if (h->ops->watch(state, h->inbox.wake_rfd, 0, GH_READ) == 0)
-            h->fds[h->inbox.wake_rfd].interest = GH_READ;
-    }
+    /* The parent's instance is abandoned, never told (see the top). */
+    h->bstate = state;
     for (int fd = 0; fd < h->nfds; fd++) {
         gh__fdslot *s = &h->fds[fd];
-        if (fd == h->inbox.wake_rfd)
-            continue;
-        /* Only what a task waits on; the lazy leftovers start empty. */
-        int carry = s->interest & ((s->reader ? GH_READ : 0) | (s->writer ? GH_WRITE : 0));
+        /* Only what a task waits on; lazy leftovers and the old wakeup fd start empty. */
+        int carry = fd == h->inbox.wake_rfd ? 0 : gh__fd_carry(h, fd);
         s->interest = 0;
-        if (!carry)
-            continue;
-        err = h->ops->watch(state, fd, 0, carry);
-        if (err)
+        if (carry && (err = gh__fd_interest(h, fd, carry)) != 0)
             fork_fail_waiters(s, err);
-        else
-            s->interest = (uint8_t)carry;
     }
-    h->bstate = state; /* the parent's instance is abandoned: see the top */
+    if (gh__fd_slot_reserve(h, h->inbox.wake_rfd) == 0)
+        gh__fd_interest(h, h->inbox.wake_rfd, GH_READ);
 }
 
 static void fork_child(void)

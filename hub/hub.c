@@ -161,7 +161,7 @@ static bool hub_read_prewait(const gh_backend_ops *ops)
  * carrying it would let a stale slot refuse the swap: an fd served earlier and
  * then closed with close() (-EBADF from epoll), or above select's FD_SETSIZE.
  */
-static int hub_swap_carry(const gh_hub *h, int fd)
+int gh__fd_carry(const gh_hub *h, int fd)
 {
     const gh__fdslot *s = &h->fds[fd];
     if (fd == h->inbox.wake_rfd)
@@ -178,7 +178,7 @@ int gh__hub_swap_backend(gh_hub *h, const gh_backend_ops *ops)
     /* Carry every waited-on fd over; on failure undo, and the hub keeps its backend. */
     int fd;
     for (fd = 0; fd < h->nfds; fd++) {
-        int carry = hub_swap_carry(h, fd);
+        int carry = gh__fd_carry(h, fd);
         if (!carry)
             continue;
         err = ops->watch(state, fd, 0, carry);
@@ -197,7 +197,7 @@ int gh__hub_swap_backend(gh_hub *h, const gh_backend_ops *ops)
     }
     if (err) {
         for (int undo = 0; undo < fd; undo++) {
-            int carry = hub_swap_carry(h, undo);
+            int carry = gh__fd_carry(h, undo);
             if (carry)
                 ops->watch(state, undo, carry, 0);
         }
@@ -209,7 +209,7 @@ int gh__hub_swap_backend(gh_hub *h, const gh_backend_ops *ops)
         if (!s->interest)
             continue;
         h->ops->watch(h->bstate, fd, s->interest, 0);
-        s->interest = (uint8_t)hub_swap_carry(h, fd);
+        s->interest = (uint8_t)gh__fd_carry(h, fd);
     }
     h->ops->destroy(h->bstate);
     h->ops = ops;

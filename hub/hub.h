@@ -212,6 +212,11 @@ void gh__hub_free(gh_hub *h);
 void gh__hub_wake_fd(gh_hub *h, int fd, int events);
 /* Watch/unwatch @fd's direction in the backend (lazy: keeps interest until it fires idle). */
 int gh__fd_interest(gh_hub *h, int fd, int events);
+/*
+ * What a new backend instance must watch for @fd (a swap, a forked child):
+ * the directions a task waits on, and the wakeup fd's interest.
+ */
+int gh__fd_carry(const gh_hub *h, int fd);
 /* Make sure fds[fd] exists. */
 int gh__fd_slot_reserve(gh_hub *h, int fd);
 /* Backend to use for a new hub: GREENHUB_HUB, else the default order. */
@@ -263,6 +268,12 @@ void gh__switch(gh_hub *h, gh_task *to);
 void gh__run_ready(gh_hub *h);
 /* Check at a blocking call's entry: -EPERM from MAINLOOP, -ECANCELED if killed, else 0. */
 int gh__can_block(gh_hub *h);
+/*
+ * The same for a call any thread may make: *hp = the caller's hub, or NULL
+ * for a plain thread (which may always block: it blocks itself), and 0 or
+ * what gh__can_block says.
+ */
+int gh__caller_can_block(gh_hub **hp);
 /* Free a task struct (DONE, no handle, no wake in flight). */
 void gh__task_free(gh_hub *h, gh_task *t);
 void gh__task_maybe_free(gh_hub *h, gh_task *t);

@@ -227,19 +227,17 @@ int gh_getaddrinfo(const char *host, const char *service, const struct addrinfo 
     if (!res || (!host && !service) || timeout_ns < GH_FOREVER)
         return -EINVAL;
     *res = NULL;
-    gh_hub *h = gh__tls_hub;
-    if (h) {
-        int err = gh__can_block(h);
-        if (err)
-            return err;
-    }
+    gh_hub *h;
+    int err = gh__caller_can_block(&h);
+    if (err)
+        return err;
     /* A lookup always takes a thread hop: a zero budget cannot be met. */
     if (timeout_ns == 0)
         return -ETIMEDOUT;
     resolve_req *q = calloc(1, sizeof *q);
     if (!q)
         return -ENOMEM;
-    int err = gh_xevent_init(&q->done);
+    err = gh_xevent_init(&q->done);
     if (err) {
         free(q);
         return err;

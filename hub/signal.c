@@ -239,18 +239,16 @@ int gh_signal_wait(int signo, int64_t timeout_ns)
 {
     if (!sig_valid(signo) || timeout_ns < GH_FOREVER)
         return -EINVAL;
-    gh_hub *h = gh__tls_hub;
-    if (h) {
-        int err = gh__can_block(h);
-        if (err)
-            return err;
-    }
+    gh_hub *h;
+    int err = gh__caller_can_block(&h);
+    if (err)
+        return err;
     if (timeout_ns == 0)
         return -ETIMEDOUT; /* only a delivery after the call counts */
 
     sig_node n = {.signo = signo, .hub = h};
     pthread_mutex_lock(&sig_lock);
-    int err = sig_router_start();
+    err = sig_router_start();
     if (!err)
         err = sig_install(signo);
     if (err) {

@@ -344,6 +344,13 @@ int gh__can_block(gh_hub *h)
     return 0;
 }
 
+int gh__caller_can_block(gh_hub **hp)
+{
+    gh_hub *h = gh__tls_hub;
+    *hp = h;
+    return h ? gh__can_block(h) : 0;
+}
+
 int gh__task_park(gh_hub *h, int64_t deadline, void (*unlink)(gh_task *), void *obj)
 {
     gh_task *t = h->current;
