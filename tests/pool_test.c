@@ -16,11 +16,7 @@
 #include <cmocka.h>
 
 #include "greenhub.h"
-
-static void end_clean(void)
-{
-    assert_int_equal(gh_hub_close(), 0);
-}
+#include "tests/test_util.h"
 
 typedef struct load {
     int inside, max_inside, finished;

@@ -25,27 +25,9 @@
 #include <cmocka.h>
 
 #include "greenhub.h"
+#include "tests/test_util.h"
 
 /* ------------------------------------------------------------- helpers */
-
-static void sleep_ns(int64_t ns)
-{
-    struct timespec ts = {(time_t)(ns / GH_SEC), (long)(ns % GH_SEC)};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-/* Poll (from a plain thread) until *v >= want or @timeout_ns passes. */
-static bool wait_at_least(atomic_ulong *v, unsigned long want, int64_t timeout_ns)
-{
-    int64_t end = gh_now() + timeout_ns;
-    while (atomic_load(v) < want) {
-        if (gh_now() > end)
-            return false;
-        sleep_ns(GH_MSEC);
-    }
-    return true;
-}
 
 static int count_threads(void)
 {
@@ -123,12 +105,6 @@ static void stop_destroy(gh_runtime *rt)
 {
     assert_int_equal(gh_runtime_stop(rt, 20 * GH_SEC), 0);
     gh_runtime_destroy(rt);
-}
-
-/* Every test ends with this: the calling thread's hub (if any) closes clean. */
-static void end_clean(void)
-{
-    assert_int_equal(gh_hub_close(), 0);
 }
 
 /* Returns the backend of the hub that runs it. */

@@ -18,11 +18,7 @@
 #include <cmocka.h>
 
 #include "greenhub.h"
-
-static void end_clean(void)
-{
-    assert_int_equal(gh_hub_close(), 0);
-}
+#include "tests/test_util.h"
 
 /* Run every ready task (and what they make ready) until only the root is left. */
 static void run_all(void)

@@ -19,29 +19,7 @@
 #include <cmocka.h>
 
 #include "greenhub.h"
-
-static void end_clean(void)
-{
-    assert_int_equal(gh_hub_close(), 0);
-}
-
-static void sleep_ns(int64_t ns)
-{
-    struct timespec ts = {(time_t)(ns / GH_SEC), (long)(ns % GH_SEC)};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static bool wait_at_least(atomic_int *v, int want, int64_t timeout_ns)
-{
-    int64_t end = gh_now() + timeout_ns;
-    while (atomic_load(v) < want) {
-        if (gh_now() > end)
-            return false;
-        sleep_ns(GH_MSEC);
-    }
-    return true;
-}
+#include "tests/test_util.h"
 
 /*
  * A blocking job: counts itself in, records the peak, then blocks the thread

@@ -25,26 +25,9 @@
 #include <cmocka.h>
 
 #include "greenhub.h"
+#include "tests/test_util.h"
 
 #define MAX_FDS 4096
-
-static void sleep_ns(int64_t ns)
-{
-    struct timespec ts = {(time_t)(ns / GH_SEC), (long)(ns % GH_SEC)};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static bool wait_at_least(atomic_ulong *v, unsigned long want, int64_t timeout_ns)
-{
-    int64_t end = gh_now() + timeout_ns;
-    while (atomic_load(v) < want) {
-        if (gh_now() > end)
-            return false;
-        sleep_ns(GH_MSEC);
-    }
-    return true;
-}
 
 /* open[fd] = 1 for every fd open now. */
 static void snapshot_fds(char open_fds[MAX_FDS])
@@ -82,11 +65,6 @@ static void count_new_fds(const char before[MAX_FDS], int *pipes, int *eventfds,
         else if (strcmp(link, "anon_inode:[eventfd]") == 0)
             (*eventfds)++;
     }
-}
-
-static void end_clean(void)
-{
-    assert_int_equal(gh_hub_close(), 0);
 }
 
 static atomic_ulong ran;
