@@ -50,7 +50,9 @@ const char *gh_strerror(int err);
 
 /**
  * This thread's hub, created on first use with the default backend
- * (GREENHUB_HUB, else epoll, poll, select). Freed when the thread exits.
+ * (GREENHUB_HUB, else epoll, poll, select). Freed when the thread exits. In
+ * a forked child it carries on with a backend instance and wakeup fd of its
+ * own (docs/runtime.md, "fork()").
  * @return the hub, or NULL with errno set (ENOMEM, EMFILE, ...).
  */
 gh_hub *gh_get_hub(void);
@@ -185,7 +187,8 @@ void gh_timer_release(gh_timer *t);
  */
 
 /**
- * Wait until @fd is ready for @events (GH_READ, GH_WRITE or both).
+ * Wait until @fd is ready for @events (GH_READ, GH_WRITE or both). Regular
+ * files and directories are always ready, on every backend (as poll(2) says).
  * @return 0 when ready; -ETIMEDOUT; -ECANCELED; -EBADF if the fd was closed
  *         with gh_close meanwhile (or fd < 0); -EBUSY if another task already
  *         waits on that direction; -EINVAL for bad events or an fd the
