@@ -31,22 +31,26 @@
 extern "C" {
 #endif
 
-#define GH_FOREVER ((int64_t)-1)
-#define GH_USEC    ((int64_t)1000)
-#define GH_MSEC    ((int64_t)1000000)
-#define GH_SEC     ((int64_t)1000000000)
-
+/* Opaque handles, declared first so that every section may use them. */
 typedef struct gh_hub gh_hub;
 typedef struct gh_task gh_task;
 typedef struct gh_timer gh_timer;
 typedef struct gh_runtime gh_runtime;
 
-/* ------------------------------------------------------------------ errors */
+/* ------------------------------------------------------------------------------ errors and time */
+
+#define GH_FOREVER ((int64_t)-1)
+#define GH_USEC    ((int64_t)1000)
+#define GH_MSEC    ((int64_t)1000000)
+#define GH_SEC     ((int64_t)1000000000)
 
 /** Name a negative errno (or 0) returned by greenhub. Any thread; never NULL. */
 const char *gh_strerror(int err);
 
-/* -------------------------------------------------------------------- hubs */
+/** Monotonic time in nanoseconds. Any thread. */
+int64_t gh_now(void);
+
+/* ----------------------------------------------------------------------------------------- hubs */
 
 /**
  * This thread's hub, created on first use with the default backend
@@ -89,10 +93,7 @@ int gh_hub_run(void);
  */
 int gh_hub_close(void);
 
-/** Monotonic time in nanoseconds. Any thread. */
-int64_t gh_now(void);
-
-/* -------------------------------------------------------------- green tasks */
+/* ---------------------------------------------------------------------------------------- tasks */
 
 /**
  * Schedule fn(arg) as a new task on this thread's hub. It first runs when the
@@ -113,7 +114,7 @@ gh_task *gh_spawn_after(int64_t delay_ns, void (*fn)(void *), void *arg);
  * @return 0 once t has finished (repeatable); -ETIMEDOUT; -ECANCELED if the
  *         caller was killed; -EDEADLK when joining yourself, or when the
  *         root waits and nothing can ever wake it; -EINVAL for a task of
- *         another hub.
+ *         another hub. @t's hub's thread.
  */
 int gh_join(gh_task *t, int64_t timeout_ns);
 
@@ -121,70 +122,98 @@ int gh_join(gh_task *t, int64_t timeout_ns);
  * Kill @t: its current and every later blocking call returns -ECANCELED.
  * A task that has not started yet still starts, already cancelled.
  * @return 0 (also for a finished task); -EINVAL for NULL or another hub's task.
+ * @t's hub's thread.
  */
 int gh_kill(gh_task *t);
 
-/** Drop a handle from gh_spawn/gh_spawn_after. Exactly once; joined or not. */
+/**
+ * Drop a handle from gh_spawn/gh_spawn_after. Exactly once; joined or not.
+ * @t's hub's thread.
+ */
 void gh_task_release(gh_task *t);
 
-/** @t's id: the root task is 0, spawned tasks count from 1 per hub. */
+/** @t's id: the root task is 0, spawned tasks count from 1 per hub. Any thread. */
 uint64_t gh_task_id(const gh_task *t);
 
-/** The running task, or NULL from a timer callback or a thread with no hub. */
+/**
+ * The running task of the calling thread's hub, or NULL from a timer callback
+ * or a thread with no hub.
+ */
 gh_task *gh_current(void);
 
 /**
  * Sleep @ns nanoseconds; 0 runs every task ready now, then returns.
  * @return 0; -ECANCELED; -EINVAL; -EPERM from a timer callback; -EDEADLK when
  *         the root sleeps GH_FOREVER and nothing else can ever wake it.
+ * Calling thread's hub.
  */
 int gh_sleep(int64_t ns);
 
 /** Same as gh_sleep(0). */
 int gh_yield(void);
 
-/* ------------------------------------------------------------------ timers */
+/* --------------------------------------------------------------------------------------- timers */
 
 /*
  * Timers, kombu style: the callback runs on MAINLOOP and must not block
  * (blocking calls return -EPERM there). Equal deadlines fire in the order the
- * timers were made.
+ * timers were made. A timer belongs to the hub of the thread that made it.
  */
 
-/** Call cb(arg) at @when_ns (gh_now clock). @return handle, or NULL + errno. */
+/**
+ * Call cb(arg) at @when_ns (gh_now clock). @return handle, or NULL + errno.
+ * Calling thread's hub.
+ */
 gh_timer *gh_call_at(int64_t when_ns, void (*cb)(void *), void *arg);
 
-/** Call cb(arg) @delay_ns from now (>= 0). @return handle, or NULL + errno. */
+/**
+ * Call cb(arg) @delay_ns from now (>= 0). @return handle, or NULL + errno.
+ * Calling thread's hub.
+ */
 gh_timer *gh_call_after(int64_t delay_ns, void (*cb)(void *), void *arg);
 
 /**
  * Call cb(arg) every @interval_ns (> 0), first one interval from now. Phase
  * is kept (next = last deadline + interval); missed ticks are skipped.
+ * @return handle, or NULL + errno. Calling thread's hub.
  */
 gh_timer *gh_call_repeatedly(int64_t interval_ns, void (*cb)(void *), void *arg);
 
 /**
  * Cancel @t and free the handle; safe from inside t's own callback.
  * @return 0 if it was pending (a repeating timer always is), -ENOENT if a
- *         one-shot had already fired.
+ *         one-shot had already fired. @t's hub's thread.
  */
 int gh_timer_cancel(gh_timer *t);
 
-/** Drop the handle, leaving the timer scheduled. */
+/** Drop the handle, leaving the timer scheduled. @t's hub's thread. */
 void gh_timer_release(gh_timer *t);
 
-/* ---------------------------------------------------------------- green I/O */
+/* ------------------------------------------------------------------------------ fds and sockets */
 
 /*
- * The calling task waits; the thread does not. Each call tries the syscall
- * first and waits only on EAGAIN, except that a gh_read/gh_recv after a
- * short read from a stream socket or pipe waits for readability first (see
- * docs/sockets.md: same results, one syscall less). gh_read and
- * gh_write_all put an fd they have not seen before into O_NONBLOCK mode.
- * At most one task of a hub waits to read and one to write on an fd at a
- * time (a second gets -EBUSY).
+ * Green I/O: the calling task waits; the thread does not. docs/sockets.md is
+ * the user's guide.
+ *
+ * Each call tries the syscall first and waits only on EAGAIN, except that a
+ * gh_read/gh_recv after a short read from a stream socket or pipe waits for
+ * readability first (see docs/sockets.md: same results, one syscall less).
+ * gh_read and gh_write_all put an fd they have not seen before into
+ * O_NONBLOCK mode. At most one task of a hub waits to read and one to write
+ * on an fd at a time (a second gets -EBUSY).
  * Close fds that tasks may wait on with gh_close, never close().
+ *
+ * gh_recv, gh_send, gh_readv, gh_writev, gh_sendfile, gh_getaddrinfo and the
+ * gh_reader calls: each one that can wait takes a timeout (the whole call's
+ * budget) and acts on the calling thread's hub; errors are negative errno
+ * values: -ETIMEDOUT, -ECANCELED (the task was killed), -ECONNRESET, -EPIPE
+ * (peer gone: never SIGPIPE), -EBADF (gh_close meanwhile, or fd < 0), -EBUSY
+ * (another task of this hub already waits on that direction), -EPERM (from a
+ * timer callback).
  */
+
+struct iovec;
+struct addrinfo;
 
 /**
  * Wait until @fd is ready for @events (GH_READ, GH_WRITE or both). Regular
@@ -193,6 +222,7 @@ void gh_timer_release(gh_timer *t);
  *         with gh_close meanwhile (or fd < 0); -EBUSY if another task already
  *         waits on that direction; -EINVAL for bad events or an fd the
  *         backend cannot hold; -EPERM from a timer callback.
+ * Calling thread's hub.
  */
 int gh_trampoline(int fd, int events, int64_t timeout_ns);
 
@@ -203,14 +233,17 @@ int gh_trampoline(int fd, int events, int64_t timeout_ns);
  * or scoped ("fe80::1%eth0"); IPv6 sockets have IPV6_V6ONLY off, so "::"
  * takes IPv4 clients too. Host names are refused (-EINVAL): listen never waits.
  * @return the fd, or a negative errno (-EINVAL for a bad host or port,
- *         -EADDRINUSE, ...). Never blocks.
+ *         -EADDRINUSE, ...). Never blocks. Any thread (no hub needed).
  */
 int gh_listen(const char *host, int port, int backlog);
 
 /** As gh_listen, with SO_REUSEPORT too when @reuseport is non-zero. */
 int gh_listen_ex(const char *host, int port, int backlog, int reuseport);
 
-/** Accept a connection. @return a non-blocking fd, or a negative errno. */
+/**
+ * Accept a connection. @return a non-blocking fd, or a negative errno.
+ * Calling thread's hub, from a task.
+ */
 int gh_accept(int lfd, int64_t timeout_ns);
 
 /**
@@ -220,135 +253,156 @@ int gh_accept(int lfd, int64_t timeout_ns);
  * @return a non-blocking connected fd, or a negative errno (-ECONNREFUSED,
  *         -ETIMEDOUT, -ECANCELED, -EINVAL for a bad address or port, -ENOENT
  *         for an unknown host, the last address's error).
+ * Calling thread's hub, from a task.
  */
 int gh_connect(const char *host, int port, int64_t timeout_ns);
 
 /**
  * Read up to @n bytes, waiting until at least one byte or EOF is there.
  * @return bytes read (0 at EOF), or a negative errno.
+ * Calling thread's hub, from a task.
  */
 ssize_t gh_read(int fd, void *buf, size_t n, int64_t timeout_ns);
 
 /**
+ * recv(2) green: wait until at least one byte (or EOF) is there.
+ * @flags are recv's (MSG_PEEK, ...; MSG_DONTWAIT makes no difference).
+ * @return bytes received (0 at EOF), or a negative errno (-ENOTSOCK for a
+ *         non-socket, -ECONNRESET, -ETIMEDOUT, -ECANCELED, -EBADF, ...).
+ * Calling thread's hub, from a task (not a timer callback).
+ */
+ssize_t gh_recv(int fd, void *buf, size_t n, int flags, int64_t timeout_ns);
+
+/**
+ * readv(2) green: scatter into @iov, waiting until at least one byte or EOF.
+ * @return bytes read (0 at EOF), or a negative errno (-EINVAL for iovcnt
+ *         outside 0..IOV_MAX). Calling thread's hub, from a task.
+ */
+ssize_t gh_readv(int fd, const struct iovec *iov, int iovcnt, int64_t timeout_ns);
+
+/**
  * Write all @n bytes, waiting as needed; sockets send with MSG_NOSIGNAL.
  * @return n, or a negative errno (some bytes may have been written).
+ * Calling thread's hub, from a task.
  */
 ssize_t gh_write_all(int fd, const void *buf, size_t n, int64_t timeout_ns);
 
 /**
+ * send(2) green, always with MSG_NOSIGNAL: wait until at least one byte is
+ * sent; like send(2) it may send fewer than @n (see gh_write_all for all).
+ * @return bytes sent (> 0, or 0 when n is 0), or a negative errno (-EPIPE,
+ *         -ECONNRESET, -ETIMEDOUT, -ECANCELED, -ENOTSOCK, ...).
+ * Calling thread's hub, from a task.
+ */
+ssize_t gh_send(int fd, const void *buf, size_t n, int flags, int64_t timeout_ns);
+
+/**
+ * Write every byte of @iov (gather), waiting as needed; sockets use
+ * sendmsg(MSG_NOSIGNAL), other fds writev. @iov itself is not modified.
+ * @return the total length, or a negative errno (some bytes may have been
+ *         written): -EPIPE, -ECONNRESET, -ETIMEDOUT, -ECANCELED, -EINVAL.
+ * Calling thread's hub, from a task.
+ */
+ssize_t gh_writev(int fd, const struct iovec *iov, int iovcnt, int64_t timeout_ns);
+
+/**
+ * sendfile(2) green: copy @count bytes of @in_fd (a regular file) to
+ * @out_fd, waiting on @out_fd as needed. @offset as in sendfile(2): NULL
+ * uses and advances in_fd's file offset, else *offset is read and advanced.
+ * A peer that went away is -EPIPE, never SIGPIPE (SIGPIPE is blocked in the
+ * calling thread for the duration of each sendfile call).
+ * @return bytes sent (fewer than @count only at in_fd's EOF), or a negative
+ *         errno (some bytes may have been sent; *offset tells how many).
+ * Calling thread's hub, from a task.
+ */
+ssize_t gh_sendfile(int out_fd, int in_fd, off_t *offset, size_t count, int64_t timeout_ns);
+
+/**
  * Wake every task of this hub waiting on @fd with -EBADF, make the backend
  * forget it, then close it. @return 0 or a negative errno from close.
+ * Calling thread's hub (a thread with no hub just closes @fd).
  */
 int gh_close(int fd);
 
-/* ------------------------------------------------------------- many threads */
-
-typedef struct gh_runtime_config {
-    int threads;                  /* hub threads, >= 1 */
-    const char *const *backends;  /* per-thread backend names; NULL, or a NULL entry, = default */
-    size_t stack_size;            /* per task; 0 = default (256 KiB) */
-} gh_runtime_config;
-
 /**
- * Start @cfg->threads threads named greenhub-<i>, each running its own hub.
- * @return 0 and *out; -EINVAL for a bad config; -ENOENT for an unknown
- *         backend name; -ENOSYS/-EPERM when a backend is refused; on error
- *         nothing is left running. Any thread.
+ * getaddrinfo(3) on a helper thread: the calling task waits green (a plain
+ * thread blocks) for at most @timeout_ns; the hub thread never blocks in the
+ * resolver. Helper threads (at most 4) are made on first use and leave
+ * after a few seconds idle. A lookup that outlives its caller's timeout
+ * finishes on its own and its result is freed there.
+ * @return 0 and *res (free it with freeaddrinfo), or a negative errno:
+ *         -ENOENT no such host or service (EAI_NONAME/EAI_NODATA/EAI_FAIL),
+ *         -EAGAIN temporary failure (EAI_AGAIN), -EINVAL bad flags, family or
+ *         socket type, -ENOMEM, -ETIMEDOUT (at once for a timeout of 0: an
+ *         answer always takes a thread hop), -ECANCELED, -EPERM from a timer
+ *         callback. Any thread (a hub thread waits green).
  */
-int gh_runtime_start(gh_runtime **out, const gh_runtime_config *cfg);
-
-/** The hub of thread @index, or NULL + errno EINVAL. Any thread. */
-gh_hub *gh_runtime_hub(gh_runtime *rt, int index);
-
-/** Number of hub threads in @rt. Any thread. */
-int gh_runtime_threads(const gh_runtime *rt);
-
-/**
- * Run fn(arg) as a new task on @target's hub. Any thread, including
- * @target's own (where it is a plain gh_spawn_n).
- * @return 0, and the task runs exactly once; -ESHUTDOWN if @target is
- *         stopping; -EINVAL; -ENOMEM. On error fn never runs.
- * A runtime's hub stays valid (refusing once stopped) until
- * gh_runtime_destroy. A plain thread's hub runs handoffs only while that
- * thread runs its hub, and is freed when the thread exits (handoffs still
- * queued then are reported on stderr and dropped): hand work to hubs that
- * others post to through a runtime.
- */
-int gh_spawn_on(gh_hub *target, void (*fn)(void *), void *arg);
-
-/**
- * Run fn(arg) on @target and wait for its result. From a hub thread the
- * calling task waits green; from a plain thread the thread blocks (no hub is
- * made for it). On timeout fn still runs and its result is dropped.
- * @return 0 and *result; -ETIMEDOUT; -ECANCELED; -ESHUTDOWN if @target is
- *         stopping (fn does not run); -EINVAL. Any thread.
- */
-int gh_call_on(gh_hub *target, void *(*fn)(void *), void *arg, void **result,
-               int64_t timeout_ns);
-
-/**
- * Stop every hub: each refuses new handoffs with -ESHUTDOWN, runs every
- * handoff it accepted, cancels repeating timers and lets tasks finish. After
- * @drain_timeout_ns it kills what is left.
- * @return 0; -ETIMEDOUT when some hub had to kill tasks (named on stderr);
- *         -EDEADLK from a thread of @rt itself. A later or concurrent call
- *         waits for the first to end and returns what it returned.
- * Hub pointers stay valid (refusing) until gh_runtime_destroy. Any thread but
- * the runtime's own.
- */
-int gh_runtime_stop(gh_runtime *rt, int64_t drain_timeout_ns);
-
-/**
- * Free @rt (stopping it first if needed), once no thread can call in. From a
- * thread of @rt itself it does nothing but print an error (it cannot wait for
- * its own thread).
- */
-void gh_runtime_destroy(gh_runtime *rt);
-
-/* ------------------------------------------------- thread-safe event */
+int gh_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
+                   struct addrinfo **res, int64_t timeout_ns);
 
 /*
- * A one-shot event with a value: set from any thread, waited on by tasks of
- * any hub or by plain threads. Embed it and call gh_xevent_init.
+ * A buffered reader on an fd (a socket or pipe), for line protocols. Embed
+ * it, gh_reader_init, gh_reader_destroy (which does not close the fd). Its
+ * memory is the buffer given to init and never grows. One task at a time.
  */
-typedef struct gh_xevent {
-    void *impl; /* private */
-} gh_xevent;
+typedef struct gh_reader {
+    int fd;       /* the fd read from (not owned) */
+    char *buf;    /* private: cap bytes */
+    size_t cap;   /* buffer size: the memory bound and the longest line */
+    size_t start; /* private: unread bytes are buf[start, end) */
+    size_t end;   /* private */
+    size_t scan;  /* private: buf[start, start + scan) holds no newline */
+    int eof;      /* private: the fd reported EOF */
+    int skipping; /* private: discarding the rest of an overlong line */
+} gh_reader;
 
-/** @return 0 or -ENOMEM. */
-int gh_xevent_init(gh_xevent *ev);
-/** Free; no task or thread may still wait on it. */
-void gh_xevent_destroy(gh_xevent *ev);
-/** Set with @value; wakes every waiter. @return 0, -EALREADY if set. Any thread. */
-int gh_xevent_set(gh_xevent *ev, void *value);
 /**
- * Wait until set. From a task: green; from a plain thread: blocks the thread.
- * @return 0 and *value; -ETIMEDOUT; -ECANCELED. Any thread.
+ * Set up @r on @fd with a @bufsize-byte buffer (0 = 16 KiB).
+ * @return 0; -EBADF for fd < 0; -EINVAL; -ENOMEM. Any thread.
  */
-int gh_xevent_wait(gh_xevent *ev, void **value, int64_t timeout_ns);
-/** Clear a set event. @return 0. */
-int gh_xevent_reset(gh_xevent *ev);
+int gh_reader_init(gh_reader *r, int fd, size_t bufsize);
 
-/* ----------------------------------------------------------- introspection */
-
-/*
- * switches counts stack switches; a task that starts on the stack of one
- * that just returned (a burst of fresh tasks) costs none.
+/**
+ * Free @r's buffer; the fd stays open. Safe on a zeroed or destroyed reader.
+ * Any thread, once no task reads from @r.
  */
-typedef struct gh_hub_stats {
-    const char *backend;
-    uint64_t tasks_spawned, tasks_live, switches, loop_iterations;
-    uint64_t handoffs_in, wakeups_written, timers_pending, fd_waiters;
-} gh_hub_stats;
+void gh_reader_destroy(gh_reader *r);
 
-/** Read @hub's counters (relaxed reads). @return 0 or -EINVAL. Any thread. */
-int gh_hub_get_stats(const gh_hub *hub, gh_hub_stats *out);
+/**
+ * Read one line: *@line points at its bytes (the '\n' included, if any),
+ * valid until the next call on @r. The last line before EOF may lack '\n'.
+ * A line longer than @max_len bytes (the '\n' counted) returns -EMSGSIZE at
+ * once; the reader stays usable: the next call first skips the rest of that
+ * line, through its '\n'.
+ * @return the line's length; 0 at EOF; -EMSGSIZE; -EINVAL if @max_len is 0
+ *         or larger than the buffer; -ETIMEDOUT (nothing consumed: the call
+ *         may be repeated); -ECANCELED; any gh_read error.
+ * Calling thread's hub, from a task.
+ */
+ssize_t gh_reader_readline(gh_reader *r, const char **line, size_t max_len, int64_t timeout_ns);
 
-/* ===================================================================
- * Synchronisation and the world outside (issue 5): gh_event, gh_sem,
- * gh_queue, gh_pool (hub-local); gh_chan, gh_tpool, gh_signal (any thread).
- * See docs/sync.md.
- * =================================================================== */
+/**
+ * Read exactly @n bytes into @buf, or fewer only at EOF.
+ * @return bytes read (< n only at EOF); a negative errno. On error with
+ *         n <= the buffer size nothing was consumed; with a larger n the
+ *         bytes already read are lost. Calling thread's hub, from a task.
+ */
+ssize_t gh_reader_read_exact(gh_reader *r, void *buf, size_t n, int64_t timeout_ns);
+
+/**
+ * Read what is buffered, or wait for the fd to give at least one byte.
+ * @return 1..n bytes; 0 at EOF (or n == 0); a negative errno.
+ * Calling thread's hub, from a task.
+ */
+ssize_t gh_reader_read_some(gh_reader *r, void *buf, size_t n, int64_t timeout_ns);
+
+/**
+ * Bytes buffered and not yet returned (a skipped line's rest included). Never
+ * blocks. The thread whose task reads from @r.
+ */
+size_t gh_reader_buffered(const gh_reader *r);
+
+/* ------------------------------------------------------------------------------ synchronisation */
 
 /*
  * Hub-local primitives: gh_event, gh_sem, gh_queue and gh_pool belong to one
@@ -360,6 +414,10 @@ int gh_hub_get_stats(const gh_hub *hub, gh_hub_stats *out);
  * -ECANCELED for a killed task, -ETIMEDOUT (-EAGAIN for gh_queue) for a
  * timeout of 0, and -EDEADLK when the root would wait and nothing can ever
  * wake it. Waiters are woken in FIFO order.
+ *
+ * Thread-safe primitives: gh_chan and gh_xevent may be used from any thread,
+ * by tasks of any hub and by plain threads (a task waits green, a plain thread
+ * blocks). See docs/sync.md.
  */
 
 /* Private: a list of tasks waiting on an embedded object. */
@@ -389,9 +447,12 @@ int gh_event_set(gh_event *ev, void *value);
  * -ETIMEDOUT; -ECANCELED; -EPERM; -EDEADLK; -EINVAL. Its hub's thread.
  */
 int gh_event_wait(gh_event *ev, void **value, int64_t timeout_ns);
-/** Clear a set event (waiters already woken keep their value). @return 0 or -EINVAL. */
+/**
+ * Clear a set event (waiters already woken keep their value). @return 0 or -EINVAL.
+ * Its hub's thread.
+ */
 int gh_event_reset(gh_event *ev);
-/** @return 1 if @ev is set, 0 if not. */
+/** @return 1 if @ev is set, 0 if not. Its hub's thread. */
 int gh_event_is_set(const gh_event *ev);
 
 /** A counting semaphore, bounded or not. Embed it. */
@@ -421,7 +482,7 @@ int gh_sem_acquire(gh_sem *sem, int64_t timeout_ns);
  * changes); -EINVAL. Its hub's thread (a timer callback too).
  */
 int gh_sem_release(gh_sem *sem);
-/** Units available now. */
+/** Units available now. Its hub's thread. */
 unsigned gh_sem_count(const gh_sem *sem);
 
 /** A bounded FIFO of pointers between tasks of one hub. Embed it. */
@@ -434,7 +495,10 @@ typedef struct gh_queue {
 
 /** Initialise @q for @capacity (>= 1) items. @return 0; -EINVAL; -ENOMEM. Any thread. */
 int gh_queue_init(gh_queue *q, size_t capacity);
-/** Free @q's buffer (items still in it are dropped). @return 0; -EBUSY while tasks wait. */
+/**
+ * Free @q's buffer (items still in it are dropped). @return 0; -EBUSY while tasks wait.
+ * Its hub's thread.
+ */
 int gh_queue_destroy(gh_queue *q);
 /**
  * Append @item, waiting while the queue is full. A waiting getter receives
@@ -449,7 +513,7 @@ int gh_queue_put(gh_queue *q, void *item, int64_t timeout_ns);
  * -ECANCELED; -EPERM; -EDEADLK; -EINVAL. Its hub's thread.
  */
 int gh_queue_get(gh_queue *q, void **item, int64_t timeout_ns);
-/** Items in @q now. */
+/** Items in @q now. Its hub's thread. */
 size_t gh_queue_len(const gh_queue *q);
 
 /** eventlet's GreenPool: at most `size` tasks running at once. Heap object. */
@@ -460,7 +524,10 @@ typedef struct gh_pool gh_pool;
  * @return the pool, or NULL with errno (EINVAL, ENOMEM). Hub thread.
  */
 gh_pool *gh_pool_new(size_t size);
-/** Free @pool. @return 0; -EBUSY while it has running or waiting tasks; -EINVAL. */
+/**
+ * Free @pool. @return 0; -EBUSY while it has running or waiting tasks; -EINVAL.
+ * Its hub's thread.
+ */
 int gh_pool_free(gh_pool *pool);
 /**
  * Run fn(arg) as a task of the pool, first waiting while every slot is
@@ -468,8 +535,7 @@ int gh_pool_free(gh_pool *pool);
  * @return 0; -ETIMEDOUT; -ECANCELED; -EPERM; -EDEADLK; -ENOMEM; -EINVAL
  * (also from another hub's thread). On error fn does not run. Its hub's thread.
  */
-int gh_pool_spawn(gh_pool *pool, void (*fn)(void *), void *arg, gh_task **out,
-                  int64_t timeout_ns);
+int gh_pool_spawn(gh_pool *pool, void (*fn)(void *), void *arg, gh_task **out, int64_t timeout_ns);
 /**
  * Wait until no task of the pool is running.
  * @return 0; -ETIMEDOUT; -ECANCELED; -EPERM; -EDEADLK (also when called by
@@ -482,11 +548,14 @@ int gh_pool_waitall(gh_pool *pool, int64_t timeout_ns);
  * @return 0 or -EINVAL. Its hub's thread.
  */
 int gh_pool_resize(gh_pool *pool, size_t size);
-/** Tasks of the pool running now (started or about to). */
+/** Tasks of the pool running now (started or about to). Its hub's thread. */
 size_t gh_pool_running(const gh_pool *pool);
-/** Slots free now: size - running, 0 when shrunk below the running count. */
+/**
+ * Slots free now: size - running, 0 when shrunk below the running count.
+ * Its hub's thread.
+ */
 size_t gh_pool_free_slots(const gh_pool *pool);
-/** Tasks waiting in gh_pool_spawn for a slot. */
+/** Tasks waiting in gh_pool_spawn for a slot. Its hub's thread. */
 size_t gh_pool_waiting(const gh_pool *pool);
 
 /*
@@ -532,6 +601,96 @@ int gh_chan_close(gh_chan *c);
 size_t gh_chan_len(gh_chan *c);
 
 /*
+ * A one-shot event with a value: set from any thread, waited on by tasks of
+ * any hub or by plain threads. Embed it and call gh_xevent_init.
+ */
+typedef struct gh_xevent {
+    void *impl; /* private */
+} gh_xevent;
+
+/** @return 0 or -ENOMEM. Any thread. */
+int gh_xevent_init(gh_xevent *ev);
+/** Free; no task or thread may still wait on it. Any thread. */
+void gh_xevent_destroy(gh_xevent *ev);
+/** Set with @value; wakes every waiter. @return 0, -EALREADY if set. Any thread. */
+int gh_xevent_set(gh_xevent *ev, void *value);
+/**
+ * Wait until set. From a task: green; from a plain thread: blocks the thread.
+ * @return 0 and *value; -ETIMEDOUT; -ECANCELED. Any thread.
+ */
+int gh_xevent_wait(gh_xevent *ev, void **value, int64_t timeout_ns);
+/** Clear a set event. @return 0. Any thread. */
+int gh_xevent_reset(gh_xevent *ev);
+
+/* --------------------------------------------------------------------------------- many threads */
+
+/*
+ * A runtime runs a hub on each of its own threads; any thread may hand work to
+ * a hub. The thread pool runs blocking calls off the hubs.
+ */
+
+typedef struct gh_runtime_config {
+    int threads;                 /* hub threads, >= 1 */
+    const char *const *backends; /* per-thread backend names; NULL, or a NULL entry, = default */
+    size_t stack_size;           /* per task; 0 = default (256 KiB) */
+} gh_runtime_config;
+
+/**
+ * Start @cfg->threads threads named greenhub-<i>, each running its own hub.
+ * @return 0 and *out; -EINVAL for a bad config; -ENOENT for an unknown
+ *         backend name; -ENOSYS/-EPERM when a backend is refused; on error
+ *         nothing is left running. Any thread.
+ */
+int gh_runtime_start(gh_runtime **out, const gh_runtime_config *cfg);
+
+/** The hub of thread @index, or NULL + errno EINVAL. Any thread. */
+gh_hub *gh_runtime_hub(gh_runtime *rt, int index);
+
+/** Number of hub threads in @rt. Any thread. */
+int gh_runtime_threads(const gh_runtime *rt);
+
+/**
+ * Run fn(arg) as a new task on @target's hub. Any thread, including
+ * @target's own (where it is a plain gh_spawn_n).
+ * @return 0, and the task runs exactly once; -ESHUTDOWN if @target is
+ *         stopping; -EINVAL; -ENOMEM. On error fn never runs.
+ * A runtime's hub stays valid (refusing once stopped) until
+ * gh_runtime_destroy. A plain thread's hub runs handoffs only while that
+ * thread runs its hub, and is freed when the thread exits (handoffs still
+ * queued then are reported on stderr and dropped): hand work to hubs that
+ * others post to through a runtime.
+ */
+int gh_spawn_on(gh_hub *target, void (*fn)(void *), void *arg);
+
+/**
+ * Run fn(arg) on @target and wait for its result. From a hub thread the
+ * calling task waits green; from a plain thread the thread blocks (no hub is
+ * made for it). On timeout fn still runs and its result is dropped.
+ * @return 0 and *result; -ETIMEDOUT; -ECANCELED; -ESHUTDOWN if @target is
+ *         stopping (fn does not run); -EINVAL. Any thread.
+ */
+int gh_call_on(gh_hub *target, void *(*fn)(void *), void *arg, void **result, int64_t timeout_ns);
+
+/**
+ * Stop every hub: each refuses new handoffs with -ESHUTDOWN, runs every
+ * handoff it accepted, cancels repeating timers and lets tasks finish. After
+ * @drain_timeout_ns it kills what is left.
+ * @return 0; -ETIMEDOUT when some hub had to kill tasks (named on stderr);
+ *         -EDEADLK from a thread of @rt itself. A later or concurrent call
+ *         waits for the first to end and returns what it returned.
+ * Hub pointers stay valid (refusing) until gh_runtime_destroy. Any thread but
+ * the runtime's own.
+ */
+int gh_runtime_stop(gh_runtime *rt, int64_t drain_timeout_ns);
+
+/**
+ * Free @rt (stopping it first if needed), once no thread can call in. From a
+ * thread of @rt itself it does nothing but print an error (it cannot wait for
+ * its own thread).
+ */
+void gh_runtime_destroy(gh_runtime *rt);
+
+/*
  * gh_tpool: native threads for blocking calls (eventlet's tpool, gevent's
  * threadpool). The calling task waits green; the result comes back through
  * its hub's handoff queue. Threads are made as jobs need them, up to the size.
@@ -572,6 +731,8 @@ int gh_tpool_run_on(gh_tpool *pool, void *(*fn)(void *), void *arg, void **resul
 /** gh_tpool_run_on the default pool (made on first use). Any thread. */
 int gh_tpool_run(void *(*fn)(void *), void *arg, void **result, int64_t timeout_ns);
 
+/* -------------------------------------------------------------------------------------- signals */
+
 /*
  * Signals: the first gh_signal_wait for a signal installs greenhub's handler
  * for it (replacing the previous one, which is kept for gh_signal_restore).
@@ -596,137 +757,20 @@ int gh_signal_waiting(int signo);
  */
 int gh_signal_restore(int signo);
 
-/* ======================================================================
- * Green sockets in depth (issue 4): send/recv, vectored I/O, sendfile,
- * host-name resolution off the hub thread, and a buffered reader.
- * docs/sockets.md is the user's guide. Every call below that can wait
- * takes a timeout (the whole call's budget) and acts on the calling
- * thread's hub; errors are negative errno values: -ETIMEDOUT, -ECANCELED
- * (the task was killed), -ECONNRESET, -EPIPE (peer gone: never SIGPIPE),
- * -EBADF (gh_close meanwhile, or fd < 0), -EBUSY (another task of this
- * hub already waits on that direction), -EPERM (from a timer callback).
- * ====================================================================== */
-
-struct iovec;
-struct addrinfo;
-
-/**
- * recv(2) green: wait until at least one byte (or EOF) is there.
- * @flags are recv's (MSG_PEEK, ...; MSG_DONTWAIT makes no difference).
- * @return bytes received (0 at EOF), or a negative errno (-ENOTSOCK for a
- *         non-socket, -ECONNRESET, -ETIMEDOUT, -ECANCELED, -EBADF, ...).
- * Calling thread's hub, from a task (not a timer callback).
- */
-ssize_t gh_recv(int fd, void *buf, size_t n, int flags, int64_t timeout_ns);
-
-/**
- * send(2) green, always with MSG_NOSIGNAL: wait until at least one byte is
- * sent; like send(2) it may send fewer than @n (see gh_write_all for all).
- * @return bytes sent (> 0, or 0 when n is 0), or a negative errno (-EPIPE,
- *         -ECONNRESET, -ETIMEDOUT, -ECANCELED, -ENOTSOCK, ...).
- * Calling thread's hub, from a task.
- */
-ssize_t gh_send(int fd, const void *buf, size_t n, int flags, int64_t timeout_ns);
-
-/**
- * readv(2) green: scatter into @iov, waiting until at least one byte or EOF.
- * @return bytes read (0 at EOF), or a negative errno (-EINVAL for iovcnt
- *         outside 0..IOV_MAX). Calling thread's hub, from a task.
- */
-ssize_t gh_readv(int fd, const struct iovec *iov, int iovcnt, int64_t timeout_ns);
-
-/**
- * Write every byte of @iov (gather), waiting as needed; sockets use
- * sendmsg(MSG_NOSIGNAL), other fds writev. @iov itself is not modified.
- * @return the total length, or a negative errno (some bytes may have been
- *         written): -EPIPE, -ECONNRESET, -ETIMEDOUT, -ECANCELED, -EINVAL.
- * Calling thread's hub, from a task.
- */
-ssize_t gh_writev(int fd, const struct iovec *iov, int iovcnt, int64_t timeout_ns);
-
-/**
- * sendfile(2) green: copy @count bytes of @in_fd (a regular file) to
- * @out_fd, waiting on @out_fd as needed. @offset as in sendfile(2): NULL
- * uses and advances in_fd's file offset, else *offset is read and advanced.
- * A peer that went away is -EPIPE, never SIGPIPE (SIGPIPE is blocked in the
- * calling thread for the duration of each sendfile call).
- * @return bytes sent (fewer than @count only at in_fd's EOF), or a negative
- *         errno (some bytes may have been sent; *offset tells how many).
- * Calling thread's hub, from a task.
- */
-ssize_t gh_sendfile(int out_fd, int in_fd, off_t *offset, size_t count, int64_t timeout_ns);
-
-/**
- * getaddrinfo(3) on a helper thread: the calling task waits green (a plain
- * thread blocks) for at most @timeout_ns; the hub thread never blocks in the
- * resolver. Helper threads (at most 4) are made on first use and leave
- * after a few seconds idle. A lookup that outlives its caller's timeout
- * finishes on its own and its result is freed there.
- * @return 0 and *res (free it with freeaddrinfo), or a negative errno:
- *         -ENOENT no such host or service (EAI_NONAME/EAI_NODATA/EAI_FAIL),
- *         -EAGAIN temporary failure (EAI_AGAIN), -EINVAL bad flags, family or
- *         socket type, -ENOMEM, -ETIMEDOUT (at once for a timeout of 0: an
- *         answer always takes a thread hop), -ECANCELED, -EPERM from a timer
- *         callback. Any thread (a hub thread waits green).
- */
-int gh_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
-                   struct addrinfo **res, int64_t timeout_ns);
+/* -------------------------------------------------------------------------------- introspection */
 
 /*
- * A buffered reader on an fd (a socket or pipe), for line protocols. Embed
- * it, gh_reader_init, gh_reader_destroy (which does not close the fd). Its
- * memory is the buffer given to init and never grows. One task at a time.
+ * switches counts stack switches; a task that starts on the stack of one
+ * that just returned (a burst of fresh tasks) costs none.
  */
-typedef struct gh_reader {
-    int fd;        /* the fd read from (not owned) */
-    char *buf;     /* private: cap bytes */
-    size_t cap;    /* buffer size: the memory bound and the longest line */
-    size_t start;  /* private: unread bytes are buf[start, end) */
-    size_t end;    /* private */
-    size_t scan;   /* private: buf[start, start + scan) holds no newline */
-    int eof;       /* private: the fd reported EOF */
-    int skipping;  /* private: discarding the rest of an overlong line */
-} gh_reader;
+typedef struct gh_hub_stats {
+    const char *backend;
+    uint64_t tasks_spawned, tasks_live, switches, loop_iterations;
+    uint64_t handoffs_in, wakeups_written, timers_pending, fd_waiters;
+} gh_hub_stats;
 
-/**
- * Set up @r on @fd with a @bufsize-byte buffer (0 = 16 KiB).
- * @return 0; -EBADF for fd < 0; -EINVAL; -ENOMEM. Any thread.
- */
-int gh_reader_init(gh_reader *r, int fd, size_t bufsize);
-
-/** Free @r's buffer; the fd stays open. Safe on a zeroed or destroyed reader. */
-void gh_reader_destroy(gh_reader *r);
-
-/**
- * Read one line: *@line points at its bytes (the '\n' included, if any),
- * valid until the next call on @r. The last line before EOF may lack '\n'.
- * A line longer than @max_len bytes (the '\n' counted) returns -EMSGSIZE at
- * once; the reader stays usable: the next call first skips the rest of that
- * line, through its '\n'.
- * @return the line's length; 0 at EOF; -EMSGSIZE; -EINVAL if @max_len is 0
- *         or larger than the buffer; -ETIMEDOUT (nothing consumed: the call
- *         may be repeated); -ECANCELED; any gh_read error.
- * Calling thread's hub, from a task.
- */
-ssize_t gh_reader_readline(gh_reader *r, const char **line, size_t max_len, int64_t timeout_ns);
-
-/**
- * Read exactly @n bytes into @buf, or fewer only at EOF.
- * @return bytes read (< n only at EOF); a negative errno. On error with
- *         n <= the buffer size nothing was consumed; with a larger n the
- *         bytes already read are lost. Calling thread's hub, from a task.
- */
-ssize_t gh_reader_read_exact(gh_reader *r, void *buf, size_t n, int64_t timeout_ns);
-
-/**
- * Read what is buffered, or wait for the fd to give at least one byte.
- * @return 1..n bytes; 0 at EOF (or n == 0); a negative errno.
- * Calling thread's hub, from a task.
- */
-ssize_t gh_reader_read_some(gh_reader *r, void *buf, size_t n, int64_t timeout_ns);
-
-/** Bytes buffered and not yet returned (a skipped line's rest included). Never blocks. */
-size_t gh_reader_buffered(const gh_reader *r);
+/** Read @hub's counters (relaxed reads). @return 0 or -EINVAL. Any thread. */
+int gh_hub_get_stats(const gh_hub *hub, gh_hub_stats *out);
 
 #ifdef __cplusplus
 }
