@@ -21,8 +21,11 @@
  *  - The event buffer doubles (up to EPOLL_MAX_EVENTS) when a poll fills it.
  *  - data.u64 carries fd and a per-fd generation, so an event buffered for an
  *    fd that a ready callback forgot (and maybe re-watched) is not reported.
- *  - A poll that saw only such stale events goes back to waiting for the rest
- *    of its timeout: poll returns 0 only on timeout or EINTR.
+ *  - poll waits once (one epoll_pwait2/epoll_wait) and returns: a wait that
+ *    saw only such stale events, or EINTR, returns 0 early and the hub polls
+ *    again with its own re-computed timeout.
+ *  - caps: none. Regular files are refused (above), and the hub answers for
+ *    them; a wait costs nothing to re-arm, so no READ_FIRST.
  */
 #include <errno.h>
 #include <limits.h>
@@ -50,13 +53,6 @@ typedef struct epoll_state {
     epoll_fd *fds;              /* interest table, indexed by fd */
     int nfds;                   /* its capacity */
 } epoll_state;
-
-static int64_t epoll_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static int epoll_backend_init(void **state)
 {
@@ -198,65 +194,49 @@ static int epoll_backend_poll(void *state, int64_t timeout_ns, gh_backend_ready_
     epoll_state *s = state;
     if (timeout_ns < -1)
         return -EINVAL;
-    int64_t deadline = 0;
-    if (timeout_ns > 0) {
-        int64_t now = epoll_now_ns();
-        deadline = timeout_ns > INT64_MAX - now ? INT64_MAX : now + timeout_ns;
-    }
+    int n = epoll_wait_once(s, timeout_ns);
+    if (n < 0)
+        return n == -EINTR ? 0 : n;
 
-    for (;;) {
-        int n = epoll_wait_once(s, timeout_ns);
-        if (n < 0)
-            return n == -EINTR ? 0 : n;
-
-        int reported = 0;
-        for (int i = 0; i < n; i++) {
-            uint64_t data = s->events[i].data.u64;
-            uint32_t what = s->events[i].events;
-            int fd = (int)(uint32_t)data;
-            /* Re-read every time: a callback may have grown or changed the table. */
-            if (fd >= s->nfds)
-                continue;
-            epoll_fd *e = &s->fds[fd];
-            if (e->interest == 0 || e->gen != (uint32_t)(data >> 32))
-                continue;
-            int events;
-            if (what & (EPOLLERR | EPOLLHUP)) {
-                events = (int)e->interest;
-            } else {
-                events = ((what & (EPOLLIN | EPOLLRDHUP)) ? GH_READ : 0) |
-                         ((what & EPOLLOUT) ? GH_WRITE : 0);
-                events &= (int)e->interest;
-            }
-            if (events) {
-                ready(ctx, fd, events);
-                reported++;
-            }
+    int reported = 0;
+    for (int i = 0; i < n; i++) {
+        uint64_t data = s->events[i].data.u64;
+        uint32_t what = s->events[i].events;
+        int fd = (int)(uint32_t)data;
+        /* Re-read every time: a callback may have grown or changed the table. */
+        if (fd >= s->nfds)
+            continue;
+        epoll_fd *e = &s->fds[fd];
+        if (e->interest == 0 || e->gen != (uint32_t)(data >> 32))
+            continue;
+        int events;
+        if (what & (EPOLLERR | EPOLLHUP)) {
+            events = (int)e->interest;
+        } else {
+            events = ((what & (EPOLLIN | EPOLLRDHUP)) ? GH_READ : 0) |
+                     ((what & EPOLLOUT) ? GH_WRITE : 0);
+            events &= (int)e->interest;
         }
-
-        if (n == s->nevents && s->nevents < EPOLL_MAX_EVENTS) {
-            struct epoll_event *bigger =
-                realloc(s->events, (size_t)s->nevents * 2 * sizeof(*bigger));
-            if (bigger) { /* on failure keep the old buffer: still correct */
-                s->events = bigger;
-                s->nevents *= 2;
-            }
-        }
-
-        if (reported || timeout_ns == 0)
-            return reported;
-        if (timeout_ns > 0) {
-            int64_t now = epoll_now_ns();
-            if (now >= deadline)
-                return 0;
-            timeout_ns = deadline - now;
+        if (events) {
+            ready(ctx, fd, events);
+            reported++;
         }
     }
+
+    if (n == s->nevents && s->nevents < EPOLL_MAX_EVENTS) {
+        struct epoll_event *bigger = realloc(s->events, (size_t)s->nevents * 2 * sizeof(*bigger));
+        if (bigger) { /* on failure keep the old buffer: still correct */
+            s->events = bigger;
+            s->nevents *= 2;
+        }
+    }
+    return reported;
 }
 
 const gh_backend_ops gh_backend_epoll = {
     .abi = GH_BACKEND_ABI,
     .name = "epoll",
+    .caps = 0,
     .init = epoll_backend_init,
     .destroy = epoll_backend_destroy,
     .watch = epoll_backend_watch,

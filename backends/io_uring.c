@@ -50,7 +50,12 @@
  *    But a poll already in flight when the fd is closed without being
  *    forgotten keeps the file open (a socket sends no FIN) until the fd is
  *    forgotten or its number is watched again as new (old_events 0).
- *  - Regular files are always ready, as with poll(2).
+ *  - Regular files and directories are always ready, as with poll(2): a poll
+ *    on one completes at once with POLLIN|POLLOUT (checked on 6.18), and is
+ *    re-armed like any other. caps GH_BACKEND_FILES_READY.
+ *  - Every wait costs a re-arm, an SQE in the next submission: caps
+ *    GH_BACKEND_READ_FIRST, so the hub reads before it waits even after a
+ *    short read (see hub/io.c).
  *  - A full SQ is submitted and the SQE taken again. The CQ is 4096 entries;
  *    an overflowed CQ (kernel keeps the CQEs, IORING_FEAT_NODROP) is flushed.
  *  - init returns -EPERM when /proc/sys/kernel/io_uring_disabled is 2, and
@@ -58,8 +63,10 @@
  *    on kernels before 5.12) when the kernel refuses a ring; -ENOSYS when the
  *    probe says POLL_ADD/POLL_REMOVE are missing.
  *  - The wait uses io_uring_submit_and_wait_timeout (nanosecond timespec;
- *    EXT_ARG on 5.11+, a timeout SQE before). A poll whose CQEs were all
- *    stale waits out the rest of its timeout; EINTR returns 0.
+ *    EXT_ARG on 5.11+, a timeout SQE before). poll waits once: any CQE ends
+ *    the wait, so one whose CQEs were all stale or ignored (a POLL_REMOVE's,
+ *    say) returns 0 early, as does EINTR, and the hub polls again with its
+ *    own re-computed timeout.
  */
 #include <errno.h>
 #include <liburing.h>
@@ -69,7 +76,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "greenhub_backend.h"
@@ -104,13 +110,6 @@ typedef struct uring_state {
     int *batch; /* fds with pending events; cap 2 * nfds (see uring_dispatch) */
     int nbatch;
 } uring_state;
-
-static int64_t uring_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static uint64_t uring_ud(int fd, uint32_t gen)
 {
@@ -456,54 +455,40 @@ static int uring_backend_poll(void *state, int64_t timeout_ns, gh_backend_ready_
     uring_state *s = state;
     if (timeout_ns < -1)
         return -EINVAL;
-    int64_t deadline = 0;
-    if (timeout_ns > 0) {
-        int64_t now = uring_now_ns();
-        deadline = timeout_ns > INT64_MAX - now ? INT64_MAX : now + timeout_ns;
+    int err = uring_flush(s);
+    int ret;
+    if (err || timeout_ns == 0) {
+        /* Enter even with nothing to submit: runs pending task work, so
+         * completions already due are posted before we look. */
+        ret = io_uring_submit_and_get_events(&s->ring);
+    } else if (timeout_ns < 0) {
+        ret = io_uring_submit_and_wait(&s->ring, 1);
+    } else {
+        struct __kernel_timespec ts = {
+            .tv_sec = timeout_ns / 1000000000,
+            .tv_nsec = timeout_ns % 1000000000,
+        };
+        struct io_uring_cqe *cqe;
+        ret = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
     }
+    uring_harvest(s);
+    int reported = uring_dispatch(s, ready, ctx);
 
-    for (;;) {
-        int err = uring_flush(s);
-        int ret;
-        if (err || timeout_ns == 0) {
-            /* Enter even with nothing to submit: runs pending task work, so
-             * completions already due are posted before we look. */
-            ret = io_uring_submit_and_get_events(&s->ring);
-        } else if (timeout_ns < 0) {
-            ret = io_uring_submit_and_wait(&s->ring, 1);
-        } else {
-            struct __kernel_timespec ts = {
-                .tv_sec = timeout_ns / 1000000000,
-                .tv_nsec = timeout_ns % 1000000000,
-            };
-            struct io_uring_cqe *cqe;
-            ret = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
-        }
-        uring_harvest(s);
-        int reported = uring_dispatch(s, ready, ctx);
-
-        if (reported)
-            return reported;
-        if (ret == -EINTR)
-            return 0;
-        if (err)
-            return err;
-        if (ret < 0 && ret != -ETIME && ret != -EBUSY && ret != -EAGAIN)
-            return ret;
-        if (timeout_ns == 0)
-            return 0;
-        if (timeout_ns > 0) {
-            int64_t now = uring_now_ns();
-            if (now >= deadline)
-                return 0;
-            timeout_ns = deadline - now;
-        }
-    }
+    if (reported || ret == -EINTR)
+        return reported;
+    if (err)
+        return err;
+    /* -ETIME is the timeout; -EBUSY/-EAGAIN a full CQ or a busy ring: the
+     * hub's next poll flushes and enters again. */
+    if (ret < 0 && ret != -ETIME && ret != -EBUSY && ret != -EAGAIN)
+        return ret;
+    return 0;
 }
 
 const gh_backend_ops gh_backend_io_uring = {
     .abi = GH_BACKEND_ABI,
     .name = "io_uring",
+    .caps = GH_BACKEND_FILES_READY | GH_BACKEND_READ_FIRST,
     .init = uring_backend_init,
     .destroy = uring_backend_destroy,
     .watch = uring_backend_watch,

@@ -28,16 +28,18 @@
  *  - libev's epoll backend maps EPOLLERR/EPOLLHUP to EV_READ|EV_WRITE, so
  *    those are reported as every watched direction; it never asks for
  *    EPOLLRDHUP, so a peer's half-close is reported as readable only.
- *    Regular files are always ready (libev's EPERM fallback).
- *  - libev removes a stopped fd from its epoll set lazily, at the fd's next
- *    event, so a wait may end with nothing to report; poll then waits out the
- *    rest of its timeout. EINTR is swallowed by libev; we read errno right
- *    after ev_run and return 0 when the wait was interrupted.
+ *    Regular files and directories are always ready (libev's epoll backend
+ *    falls back to reporting them itself when epoll_ctl says EPERM): caps
+ *    GH_BACKEND_FILES_READY.
+ *  - poll is one ev_run(EVRUN_ONCE): one wait, then the callbacks, then
+ *    back. libev removes a stopped fd from its epoll set lazily, at the fd's
+ *    next event, so a wait may end with nothing to report; EINTR too (libev
+ *    swallows it and ends the iteration). Both return 0 early, and the hub
+ *    polls again with its own re-computed timeout.
  *  - The timeout is an ev_timer armed after ev_now_update, so libev's cached
- *    time neither shortens nor stretches it; poll(-1) arms a day-long timer,
- *    because ev_run with no active watcher would not block. Timeout 0 is
- *    EVRUN_NOWAIT. Our monotonic deadline, not libev's double-precision
- *    clock, decides when a timeout has passed.
+ *    time neither shortens nor stretches it, and libev rounds its epoll wait
+ *    up to milliseconds; poll(-1) arms a day-long timer, because ev_run with
+ *    no active watcher would not block. Timeout 0 is EVRUN_NOWAIT.
  */
 #include <errno.h>
 #include <ev.h>
@@ -45,7 +47,6 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "greenhub_backend.h"
 
@@ -88,13 +89,6 @@ static void libev_syserr_cb(const char *msg)
 static void libev_global_setup(void)
 {
     ev_set_syserr_cb(libev_syserr_cb);
-}
-
-static int64_t libev_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* Append fd to a list; 0, or -ENOMEM with the list unchanged. */
@@ -301,11 +295,6 @@ static int libev_backend_poll(void *state, int64_t timeout_ns, gh_backend_ready_
     libev_state *s = state;
     if (timeout_ns < -1)
         return -EINVAL;
-    int64_t deadline = 0;
-    if (timeout_ns > 0) {
-        int64_t now = libev_now_ns();
-        deadline = timeout_ns > INT64_MAX - now ? INT64_MAX : now + timeout_ns;
-    }
     s->ready = ready;
     s->ctx = ctx;
     s->reported = 0;
@@ -313,37 +302,20 @@ static int libev_backend_poll(void *state, int64_t timeout_ns, gh_backend_ready_
     libev_check_changed(s);
     libev_revive(s);
 
-    int ret = 0;
-    for (;;) {
-        int flags = EVRUN_NOWAIT;
-        if (timeout_ns != 0 && !s->reported) {
-            ev_now_update(s->loop);
-            double after = timeout_ns < 0 ? LIBEV_FOREVER_S : (double)timeout_ns / 1e9;
-            ev_timer_set(&s->timer, after, 0.);
-            ev_timer_start(s->loop, &s->timer);
-            flags = EVRUN_ONCE;
-        }
-        errno = 0;
-        ev_run(s->loop, flags);
-        int wait_errno = errno;
-        ev_timer_stop(s->loop, &s->timer);
-
-        if (libev_syserr) {
-            ret = libev_syserr;
-            libev_syserr = 0;
-            break;
-        }
-        if (s->reported || flags == EVRUN_NOWAIT || wait_errno == EINTR)
-            break;
-        if (timeout_ns > 0) {
-            int64_t now = libev_now_ns();
-            if (now >= deadline)
-                break;
-            timeout_ns = deadline - now;
-        }
-        libev_check_changed(s); /* callbacks may have started watchers */
-        libev_revive(s);
+    /* Closed fds already reported: look at the others, but do not sleep. */
+    int flags = EVRUN_NOWAIT;
+    if (timeout_ns != 0 && !s->reported) {
+        ev_now_update(s->loop);
+        double after = timeout_ns < 0 ? LIBEV_FOREVER_S : (double)timeout_ns / 1e9;
+        ev_timer_set(&s->timer, after, 0.);
+        ev_timer_start(s->loop, &s->timer);
+        flags = EVRUN_ONCE;
     }
+    ev_run(s->loop, flags);
+    ev_timer_stop(s->loop, &s->timer);
+
+    int ret = libev_syserr;
+    libev_syserr = 0;
     s->ready = NULL;
     s->ctx = NULL;
     return s->reported ? s->reported : ret;
@@ -352,6 +324,7 @@ static int libev_backend_poll(void *state, int64_t timeout_ns, gh_backend_ready_
 const gh_backend_ops gh_backend_libev = {
     .abi = GH_BACKEND_ABI,
     .name = "libev",
+    .caps = GH_BACKEND_FILES_READY,
     .init = libev_backend_init,
     .destroy = libev_backend_destroy,
     .watch = libev_backend_watch,

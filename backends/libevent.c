@@ -21,17 +21,21 @@
  *    where the method has EV_FEATURE_EARLY_CLOSE and is reported as GH_READ
  *    only; EPOLLERR/EPOLLHUP, which libevent maps to EV_READ|EV_WRITE (for
  *    the directions the event was added with), are every watched direction.
- *  - event_add on a closed fd fails (-EBADF), on a regular file with epoll
- *    -EPERM; libevent also prints a warning to stderr for those (we do not
- *    replace the process-global log callback).
+ *  - event_add on a closed fd fails (-EBADF), on a regular file or a
+ *    directory with epoll -EPERM; libevent also prints a warning to stderr
+ *    for those (we do not replace the process-global log callback). So caps
+ *    has no GH_BACKEND_FILES_READY: the hub answers for such fds itself.
  *  - libevent restarts its wait after EINTR: a signal does NOT end poll
  *    early; poll returns at an event or at the timeout. Wake a hub through its
  *    wakeup fd, which works on every backend.
  *  - The timeout is a timer event, rounded up to microseconds; poll(-1) arms
  *    a day-long one (event_base_loop returns at once with nothing pending).
  *    Timeout 0 is EVLOOP_NONBLOCK|EVLOOP_ONCE (NONBLOCK alone keeps looping
- *    while a level-triggered fd stays active). A loop that ended with nothing to report
- *    waits out the rest of the timeout on our monotonic deadline.
+ *    while a level-triggered fd stays active). poll is one
+ *    event_base_loop(EVLOOP_ONCE), which itself keeps waiting until some
+ *    event (an fd's, or the timer) is active; if the active fd events all
+ *    had nothing to report, poll returns 0 early and the hub polls again
+ *    with its own re-computed timeout.
  *  - libevent calls exit/abort on its own fatal internal errors (event_errx);
  *    that cannot be turned off, only observed (event_set_fatal_callback).
  */
@@ -42,7 +46,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
-#include <time.h>
 
 #include "greenhub_backend.h"
 
@@ -64,13 +67,6 @@ typedef struct libevent_state {
     void *ctx;
     int reported; /* fds reported in the current poll */
 } libevent_state;
-
-static int64_t libevent_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* Are event_* really libevent 2.x, and not libev's look-alikes? */
 static int libevent_is_real(void)
@@ -232,58 +228,38 @@ static int libevent_backend_poll(void *state, int64_t timeout_ns, gh_backend_rea
     libevent_state *s = state;
     if (timeout_ns < -1)
         return -EINVAL;
-    int64_t deadline = 0;
-    if (timeout_ns > 0) {
-        int64_t now = libevent_now_ns();
-        deadline = timeout_ns > INT64_MAX - now ? INT64_MAX : now + timeout_ns;
+    /* NONBLOCK alone loops while an fd stays active (level-triggered:
+     * forever); with ONCE it stops after one round of callbacks. */
+    int flags = EVLOOP_NONBLOCK | EVLOOP_ONCE;
+    if (timeout_ns != 0) {
+        struct timeval tv = {.tv_sec = LIBEVENT_FOREVER_S, .tv_usec = 0};
+        if (timeout_ns > 0 && timeout_ns < (int64_t)LIBEVENT_FOREVER_S * 1000000000) {
+            int64_t us = (timeout_ns + 999) / 1000; /* round up: never early */
+            tv.tv_sec = (time_t)(us / 1000000);
+            tv.tv_usec = (suseconds_t)(us % 1000000);
+        }
+        if (evtimer_add(s->timer, &tv) < 0)
+            return -ENOMEM;
+        flags = EVLOOP_ONCE;
     }
     s->ready = ready;
     s->ctx = ctx;
     s->reported = 0;
-
-    int ret = 0;
-    for (;;) {
-        /* NONBLOCK alone loops while an fd stays active (level-triggered:
-         * forever); with ONCE it stops after one round of callbacks. */
-        int flags = EVLOOP_NONBLOCK | EVLOOP_ONCE;
-        if (timeout_ns != 0) {
-            struct timeval tv = {.tv_sec = LIBEVENT_FOREVER_S, .tv_usec = 0};
-            if (timeout_ns > 0 && timeout_ns < (int64_t)LIBEVENT_FOREVER_S * 1000000000) {
-                int64_t us = (timeout_ns + 999) / 1000; /* round up: never early */
-                tv.tv_sec = (time_t)(us / 1000000);
-                tv.tv_usec = (suseconds_t)(us % 1000000);
-            }
-            if (evtimer_add(s->timer, &tv) < 0) {
-                ret = -ENOMEM;
-                break;
-            }
-            flags = EVLOOP_ONCE;
-        }
-        errno = 0;
-        int r = event_base_loop(s->base, flags);
-        int loop_errno = errno;
-        evtimer_del(s->timer);
-        if (r < 0) {
-            ret = loop_errno > 0 ? -loop_errno : -EIO;
-            break;
-        }
-        if (s->reported || timeout_ns == 0)
-            break;
-        if (timeout_ns > 0) {
-            int64_t now = libevent_now_ns();
-            if (now >= deadline)
-                break;
-            timeout_ns = deadline - now;
-        }
-    }
+    errno = 0;
+    int r = event_base_loop(s->base, flags);
+    int loop_errno = errno;
+    evtimer_del(s->timer);
     s->ready = NULL;
     s->ctx = NULL;
-    return s->reported ? s->reported : ret;
+    if (s->reported)
+        return s->reported;
+    return r < 0 ? (loop_errno > 0 ? -loop_errno : -EIO) : 0;
 }
 
 const gh_backend_ops gh_backend_libevent = {
     .abi = GH_BACKEND_ABI,
     .name = "libevent",
+    .caps = 0,
     .init = libevent_backend_init,
     .destroy = libevent_backend_destroy,
     .watch = libevent_backend_watch,

@@ -13,8 +13,10 @@
  *    reported as every watched direction, so the task's retry sees the real
  *    error; a closed fd stays "ready" until it is forgotten. POLLRDHUP (asked
  *    for with GH_READ: the peer's half-close) is GH_READ only.
- *  - Regular files are always ready, as poll(2) says.
- *  - A poll that saw only stale revents waits out the rest of its timeout.
+ *  - Regular files and directories are always ready, as poll(2) says: caps
+ *    GH_BACKEND_FILES_READY.
+ *  - poll is one ppoll: a wait that saw only stale revents, or EINTR, returns
+ *    0 early and the hub polls again with its own re-computed timeout.
  */
 #include <errno.h>
 #include <limits.h>
@@ -46,13 +48,6 @@ typedef struct poll_state {
     poll_fd *fds;      /* fd -> slot map, nfds long */
     int nfds;
 } poll_state;
-
-static int64_t poll_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static int poll_backend_init(void **state)
 {
@@ -155,68 +150,53 @@ static int poll_backend_poll(void *state, int64_t timeout_ns, gh_backend_ready_f
     poll_state *s = state;
     if (timeout_ns < -1)
         return -EINVAL;
-    int64_t deadline = 0;
-    if (timeout_ns > 0) {
-        int64_t now = poll_now_ns();
-        deadline = timeout_ns > INT64_MAX - now ? INT64_MAX : now + timeout_ns;
+    struct timespec ts, *tsp = NULL;
+    if (timeout_ns >= 0) {
+        ts.tv_sec = (time_t)(timeout_ns / 1000000000);
+        ts.tv_nsec = (long)(timeout_ns % 1000000000);
+        tsp = &ts;
+    }
+    int n = ppoll(s->pfds, (nfds_t)s->npfds, tsp, NULL);
+    if (n < 0)
+        return errno == EINTR ? 0 : -errno;
+
+    /* Copy out first: callbacks may reorder pfds through watch(). */
+    int nready = 0;
+    for (int i = 0; i < s->npfds && nready < n; i++) {
+        if (s->pfds[i].revents) {
+            int fd = s->pfds[i].fd;
+            s->ready[nready++] = (poll_ready){fd, s->pfds[i].revents, s->fds[fd].gen};
+        }
     }
 
-    for (;;) {
-        struct timespec ts, *tsp = NULL;
-        if (timeout_ns >= 0) {
-            ts.tv_sec = (time_t)(timeout_ns / 1000000000);
-            ts.tv_nsec = (long)(timeout_ns % 1000000000);
-            tsp = &ts;
-        }
-        int n = ppoll(s->pfds, (nfds_t)s->npfds, tsp, NULL);
-        if (n < 0)
-            return errno == EINTR ? 0 : -errno;
-
-        /* Copy out first: callbacks may reorder pfds through watch(). */
-        int nready = 0;
-        for (int i = 0; i < s->npfds && nready < n; i++) {
-            if (s->pfds[i].revents) {
-                int fd = s->pfds[i].fd;
-                s->ready[nready++] = (poll_ready){fd, s->pfds[i].revents, s->fds[fd].gen};
-            }
-        }
-
-        int reported = 0;
-        for (int k = 0; k < nready; k++) {
-            /* Index afresh each time: a callback's watch() may realloc ready and fds. */
-            poll_ready r = s->ready[k];
-            poll_fd *f = &s->fds[r.fd];
-            if (f->index < 0 || f->gen != r.gen)
-                continue;
-            short want = s->pfds[f->index].events;
-            int interest = ((want & POLLIN) ? GH_READ : 0) | ((want & POLLOUT) ? GH_WRITE : 0);
-            int events;
-            if (r.revents & (POLLERR | POLLHUP | POLLNVAL))
-                events = interest;
-            else
-                events = (((r.revents & (POLLIN | POLLRDHUP)) ? GH_READ : 0) |
-                          ((r.revents & POLLOUT) ? GH_WRITE : 0)) &
-                         interest;
-            if (events) {
-                ready(ctx, r.fd, events);
-                reported++;
-            }
-        }
-
-        if (reported || timeout_ns == 0)
-            return reported;
-        if (timeout_ns > 0) {
-            int64_t now = poll_now_ns();
-            if (now >= deadline)
-                return 0;
-            timeout_ns = deadline - now;
+    int reported = 0;
+    for (int k = 0; k < nready; k++) {
+        /* Index afresh each time: a callback's watch() may realloc ready and fds. */
+        poll_ready r = s->ready[k];
+        poll_fd *f = &s->fds[r.fd];
+        if (f->index < 0 || f->gen != r.gen)
+            continue;
+        short want = s->pfds[f->index].events;
+        int interest = ((want & POLLIN) ? GH_READ : 0) | ((want & POLLOUT) ? GH_WRITE : 0);
+        int events;
+        if (r.revents & (POLLERR | POLLHUP | POLLNVAL))
+            events = interest;
+        else
+            events = (((r.revents & (POLLIN | POLLRDHUP)) ? GH_READ : 0) |
+                      ((r.revents & POLLOUT) ? GH_WRITE : 0)) &
+                     interest;
+        if (events) {
+            ready(ctx, r.fd, events);
+            reported++;
         }
     }
+    return reported;
 }
 
 const gh_backend_ops gh_backend_poll = {
     .abi = GH_BACKEND_ABI,
     .name = "poll",
+    .caps = GH_BACKEND_FILES_READY,
     .init = poll_backend_init,
     .destroy = poll_backend_destroy,
     .watch = poll_backend_watch,

@@ -20,7 +20,12 @@
  *    own copies) and re-checks the master sets for each fd; an fd (re)added
  *    after pselect returned is skipped, so a forgotten fd's number taken by a
  *    new fd inside a callback is not reported from the old result.
- *  - A poll that saw only stale results waits out the rest of its timeout.
+ *  - Regular files and directories are always ready (select says so, as
+ *    poll(2) does): caps GH_BACKEND_FILES_READY.
+ *  - poll is one pselect: a wait that saw only stale results, or EINTR,
+ *    returns 0 early and the hub polls again with its own re-computed
+ *    timeout. So does an EBADF for which no closed fd is found any more (its
+ *    number was reused meanwhile).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -38,13 +43,6 @@ typedef struct select_state {
     uint64_t seq;                  /* bumped when pselect returns */
     uint64_t added_at[FD_SETSIZE]; /* seq at which each fd started being watched */
 } select_state;
-
-static int64_t select_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static int select_backend_init(void **state)
 {
@@ -136,7 +134,7 @@ static int select_report_closed(select_state *s, gh_backend_ready_fn ready, void
         }
     }
     if (!nbad)
-        return -EBADF; /* reopened meanwhile: the caller polls again */
+        return 0; /* reopened meanwhile: an early return, the hub polls again */
     struct timespec zero = {0, 0};
     if (pselect(top + 1, &r, &w, NULL, &zero, NULL) <= 0) {
         FD_ZERO(&r);
@@ -152,47 +150,30 @@ static int select_backend_poll(void *state, int64_t timeout_ns, gh_backend_ready
     select_state *s = state;
     if (timeout_ns < -1)
         return -EINVAL;
-    int64_t deadline = 0;
-    if (timeout_ns > 0) {
-        int64_t now = select_now_ns();
-        deadline = timeout_ns > INT64_MAX - now ? INT64_MAX : now + timeout_ns;
+    struct timespec ts, *tsp = NULL;
+    if (timeout_ns >= 0) {
+        ts.tv_sec = (time_t)(timeout_ns / 1000000000);
+        ts.tv_nsec = (long)(timeout_ns % 1000000000);
+        tsp = &ts;
     }
-
-    for (;;) {
-        struct timespec ts, *tsp = NULL;
-        if (timeout_ns >= 0) {
-            ts.tv_sec = (time_t)(timeout_ns / 1000000000);
-            ts.tv_nsec = (long)(timeout_ns % 1000000000);
-            tsp = &ts;
-        }
-        fd_set r = s->rfds, w = s->wfds;
-        int top = s->maxfd;
-        int n = pselect(top + 1, &r, &w, NULL, tsp, NULL);
-        if (n < 0) {
-            if (errno == EINTR)
-                return 0;
-            if (errno == EBADF)
-                return select_report_closed(s, ready, ctx);
-            return -errno;
-        }
-
-        s->seq++;
-        int reported = n ? select_dispatch(s, top, &r, &w, NULL, ready, ctx) : 0;
-
-        if (reported || timeout_ns == 0)
-            return reported;
-        if (timeout_ns > 0) {
-            int64_t now = select_now_ns();
-            if (now >= deadline)
-                return 0;
-            timeout_ns = deadline - now;
-        }
+    fd_set r = s->rfds, w = s->wfds;
+    int top = s->maxfd;
+    int n = pselect(top + 1, &r, &w, NULL, tsp, NULL);
+    if (n < 0) {
+        if (errno == EINTR)
+            return 0;
+        if (errno == EBADF)
+            return select_report_closed(s, ready, ctx);
+        return -errno;
     }
+    s->seq++;
+    return n ? select_dispatch(s, top, &r, &w, NULL, ready, ctx) : 0;
 }
 
 const gh_backend_ops gh_backend_select = {
     .abi = GH_BACKEND_ABI,
     .name = "select",
+    .caps = GH_BACKEND_FILES_READY,
     .init = select_backend_init,
     .destroy = select_backend_destroy,
     .watch = select_backend_watch,

@@ -2,9 +2,10 @@
  * custom_backend.c — a third-party backend plugged into a hub.
  *
  * "tiny-epoll" below is a complete backend in ~130 lines: a private state
- * struct and the five functions of gh_backend_ops (include/greenhub_backend.h;
- * docs/backends.md is the guide). It is level-triggered epoll, as the hub
- * expects, and keeps the contract's finer points:
+ * struct and the five functions of gh_backend_ops, ABI 2
+ * (include/greenhub_backend.h; docs/backends.md is the guide). It is
+ * level-triggered epoll, as the hub expects, and keeps the contract's finer
+ * points:
  *
  *  - errors and full hang-ups (EPOLLERR, EPOLLHUP) are every watched
  *    direction; the peer's half-close (EPOLLRDHUP) is GH_READ only;
@@ -12,8 +13,13 @@
  *    moment of the report: the ready callback may call watch(), so each fd
  *    carries a generation in epoll's data, and an event buffered for an fd
  *    that a callback forgot (and maybe re-watched) is dropped;
- *  - the timeout is rounded up to epoll_wait's milliseconds, never down;
- *    EINTR returns 0; nothing aborts: failures are negative errnos.
+ *  - poll waits once and returns: the hub owns the clock and the deadlines,
+ *    so a wait that ends early (EINTR, only stale events, the 1000 s cap
+ *    below) simply returns 0 and the hub polls again with the time left. The
+ *    timeout is rounded up to epoll_wait's milliseconds, never down;
+ *  - caps is 0: epoll refuses regular files (watch returns -EPERM, and the
+ *    hub then answers for them itself), and a wait costs no re-arm;
+ *  - nothing aborts: failures are negative errnos.
  *
  * The program switches its hub to it with gh_use_hub_backend(), serves an
  * echo workload on loopback TCP (4 clients x 100 lines) with a repeating
@@ -131,12 +137,14 @@ static int tiny_poll(void *state, int64_t timeout_ns, gh_backend_ready_fn ready,
     if (timeout_ns < -1)
         return -EINVAL;
     int ms = -1;
-    if (timeout_ns >= 0) /* round up: a hub must never wake before its timer */
+    /* Round up: rounded down, the hub's re-poll for the rest would spin. A
+     * very long timeout is capped: returning 0 early is always allowed. */
+    if (timeout_ns >= 0)
         ms = timeout_ns > (int64_t)1000 * GH_SEC ? 1000000 : (int)((timeout_ns + 999999) / 1000000);
     struct epoll_event evs[64];
     s->polls++;
     tiny_polls_total++;
-    int n = epoll_wait(s->epfd, evs, 64, ms);
+    int n = epoll_wait(s->epfd, evs, 64, ms); /* once: never loop for the rest */
     if (n < 0)
         return errno == EINTR ? 0 : -errno;
     int reported = 0;
@@ -163,8 +171,9 @@ static int tiny_poll(void *state, int64_t timeout_ns, gh_backend_ready_fn ready,
 }
 
 static const gh_backend_ops tiny_epoll = {
-    .abi = GH_BACKEND_ABI,
+    .abi = GH_BACKEND_ABI, /* 2 */
     .name = "tiny-epoll",
+    .caps = 0, /* no GH_BACKEND_FILES_READY (epoll: -EPERM), no GH_BACKEND_READ_FIRST */
     .init = tiny_init,
     .destroy = tiny_destroy,
     .watch = tiny_watch,

@@ -23,7 +23,18 @@
  *    closes an fd, so no library keeps a stale registration.
  *  - poll never reports an fd that is not watched for that direction at the
  *    time of the report, and never reports a direction that was not asked for.
- *  - poll returns early (0 events) on EINTR; a timeout of 0 never sleeps.
+ *  - The hub owns the clock and the deadlines. poll waits once, for up to its
+ *    timeout, and returns. It may return 0 early (EINTR, a wake-up that found
+ *    only stale events, a spurious wake-up): the hub reads its clock,
+ *    re-computes the timeout and polls again. So a backend keeps no clock and
+ *    never loops to wait out the rest of a timeout. An early return comes
+ *    from a wake-up, never from the timeout itself: the mechanism is given
+ *    the timeout rounded up to its resolution, never down (rounded down, the
+ *    hub's re-poll for the remainder would spin through zero-length waits).
+ *  - A timeout of 0 never sleeps.
+ *  - Where backends differ in a way the hub must know, the backend says so in
+ *    gh_backend_ops.caps (GH_BACKEND_FILES_READY, GH_BACKEND_READ_FIRST): the
+ *    hub tests those bits, never which backend it drives.
  *  - No backend function may abort the process: failures are negative errno.
  */
 #ifndef GREENHUB_BACKEND_H
@@ -39,8 +50,32 @@ extern "C" {
 #define GH_READ  0x1
 #define GH_WRITE 0x2
 
-/** Version of this interface; a backend sets gh_backend_ops.abi to it. */
-#define GH_BACKEND_ABI 1
+/**
+ * Version of this interface; a backend sets gh_backend_ops.abi to it.
+ * 2: gh_backend_ops.caps added after name; poll waits once (see the top).
+ * A hub refuses a table of any other version, 1 included.
+ */
+#define GH_BACKEND_ABI 2
+
+/*
+ * Capability bits of gh_backend_ops.caps: what a backend declares about
+ * itself, so that the hub never has to check which backend it drives.
+ */
+
+/**
+ * watch() accepts regular files and directories, and poll reports them ready
+ * for every watched direction, always (as poll(2) does). Without this bit
+ * watch() may refuse them with -EPERM (epoll does), and the hub then answers
+ * a wait on such an fd with poll(2) itself; with it, -EPERM from watch() is a
+ * real error.
+ */
+#define GH_BACKEND_FILES_READY 0x1u
+/**
+ * Every wait costs the backend a re-arm or a submission (io_uring's one-shot
+ * polls), so the hub tries a read before waiting even right after a short
+ * read, where it would otherwise wait for readability first.
+ */
+#define GH_BACKEND_READ_FIRST 0x2u
 
 /**
  * Called by poll once per ready fd. @events is a non-empty subset of the
@@ -55,6 +90,11 @@ typedef struct gh_backend_ops {
     /** Registry name, e.g. "epoll"; what gh_hub_backend() returns. */
     const char *name;
     /**
+     * GH_BACKEND_* capability bits the backend declares, 0 for none. Fixed
+     * for the table: it holds for every state init makes.
+     */
+    unsigned caps;
+    /**
      * Create the backend's private state in *state.
      * @return 0, or a negative errno (-ENOSYS / -EPERM when the kernel refuses
      *         the mechanism, -ENOMEM, ...). On failure *state is untouched.
@@ -67,14 +107,20 @@ typedef struct gh_backend_ops {
      * subset of GH_READ|GH_WRITE). old 0 means the backend does not know the
      * fd yet; new 0 means forget it.
      * @return 0, or a negative errno: -EINVAL for an fd the backend cannot hold
-     *         (select: fd >= FD_SETSIZE), -EBADF, -ENOMEM, ...
+     *         (select: fd >= FD_SETSIZE), -EPERM for a regular file or a
+     *         directory (only without GH_BACKEND_FILES_READY), -EBADF,
+     *         -ENOMEM, ...
      */
     int (*watch)(void *state, int fd, int old_events, int new_events);
     /**
-     * Wait up to @timeout_ns nanoseconds (-1 forever, 0 do not sleep) for a
-     * watched fd to become ready, then call @ready for each ready fd.
-     * Rounds a timeout up, never down, to the mechanism's resolution.
-     * @return the number of fds reported, or a negative errno.
+     * Wait once, up to @timeout_ns nanoseconds (-1 forever, 0 do not sleep),
+     * for a watched fd to become ready, then call @ready for each ready fd.
+     * Rounds the timeout up, never down, to the mechanism's resolution. May
+     * return 0 before the timeout (EINTR, only stale events, a spurious
+     * wake-up): the hub computes a new timeout and calls again; a backend
+     * never re-waits for the rest of the timeout itself.
+     * @return the number of fds reported (0 at the timeout or on an early
+     *         wake-up), or a negative errno. -EINVAL for @timeout_ns < -1.
      */
     int (*poll)(void *state, int64_t timeout_ns, gh_backend_ready_fn ready, void *ctx);
 } gh_backend_ops;
