@@ -21,7 +21,6 @@
  * runtime's threads and thread pools are gone, and a task there that waits
  * on another thread (gh_call_on, gh_xevent, gh_chan) is not woken.
  */
-#include <pthread.h>
 #include <stdio.h>
 
 #include "hub/hub.h"
@@ -35,7 +34,7 @@ static void fork_fail_waiters(gh__fdslot *s, int err)
         gh__task_wake_detach(s->writer, err);
 }
 
-static void hub_after_fork(gh_hub *h)
+void gh__hub_after_fork(gh_hub *h)
 {
     int err = gh__inbox_after_fork(&h->inbox);
     if (err)
@@ -60,23 +59,4 @@ static void hub_after_fork(gh_hub *h)
     }
     if (gh__fd_slot_reserve(h, h->inbox.wake_rfd) == 0)
         gh__fd_interest(h, h->inbox.wake_rfd, GH_READ);
-}
-
-static void fork_child(void)
-{
-    gh__msg_pools_after_fork();
-    gh_hub *h = gh__tls_hub;
-    if (h && !h->retired)
-        hub_after_fork(h);
-}
-
-static void fork_setup(void)
-{
-    pthread_atfork(NULL, NULL, fork_child);
-}
-
-void gh__fork_init(void)
-{
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, fork_setup);
 }

@@ -19,105 +19,16 @@
 
 #include "hub/hub.h"
 
-_Thread_local gh_hub *gh__tls_hub;
+static void hub_mainloop(void *arg);
 
-static pthread_key_t hub_key;
-static pthread_once_t hub_key_once = PTHREAD_ONCE_INIT;
-
-int gh__sched_start_main(gh_hub *h);
-
-_Noreturn void gh__assert_fail(const char *what, const char *file, int line)
+void gh__hub_thread_exit(gh_hub *h)
 {
-    fprintf(stderr, "greenhub: internal error: %s (%s:%d)\n", what, file, line);
-    abort();
-}
-
-int64_t gh_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * GH_SEC + ts.tv_nsec;
-}
-
-static void hub_thread_exit(void *p)
-{
-    gh_hub *h = p;
     /* A runtime's hub outlives its thread as a tombstone; the runtime frees it. */
-    if (h && !h->runtime) {
+    if (!h->runtime) {
         gh__timers_drop(h, false);
         gh__timers_free_kept(h); /* handles only this thread could have used */
         gh__hub_free(h);
     }
-    gh__tls_hub = NULL;
-}
-
-static void hub_key_init(void)
-{
-    pthread_key_create(&hub_key, hub_thread_exit);
-}
-
-/* ------------------------------------------------------------- fd table */
-
-int gh__fd_slot_reserve(gh_hub *h, int fd)
-{
-    if (fd < h->nfds)
-        return 0;
-    int n = h->nfds ? h->nfds : 64;
-    while (n <= fd)
-        n *= 2;
-    gh__fdslot *fds = realloc(h->fds, (size_t)n * sizeof *fds);
-    if (!fds)
-        return -ENOMEM;
-    memset(fds + h->nfds, 0, (size_t)(n - h->nfds) * sizeof *fds);
-    h->fds = fds;
-    h->nfds = n;
-    return 0;
-}
-
-int gh__fd_interest(gh_hub *h, int fd, int events)
-{
-    gh__fdslot *s = &h->fds[fd];
-    if (s->interest == events)
-        return 0;
-    int err = h->ops->watch(h->bstate, fd, s->interest, events);
-    if (err == 0)
-        s->interest = (uint8_t)events;
-    return err;
-}
-
-static void hub_ready(void *ctx, int fd, int events)
-{
-    gh_hub *h = ctx;
-
-    if (fd == h->inbox.wake_rfd) {
-        h->wake_pending = true; /* read later: see gh__mainloop */
-        return;
-    }
-    if (fd < 0 || fd >= h->nfds)
-        return;
-    gh__fdslot *s = &h->fds[fd];
-    int idle = 0;
-    if (events & GH_READ) {
-        if (s->reader) {
-            gh__task_wake_detach(s->reader, 0);
-        } else {
-            idle |= GH_READ;
-            s->drained = false; /* data came while nobody waited: the next read goes first */
-        }
-    }
-    if (events & GH_WRITE) {
-        if (s->writer)
-            gh__task_wake_detach(s->writer, 0);
-        else
-            idle |= GH_WRITE;
-    }
-    /*
-     * Interest stays registered after a wake (a reader usually waits again
-     * soon, and re-arming costs a syscall); it is dropped here, the first
-     * time it fires with nobody waiting.
-     */
-    if (idle & s->interest)
-        gh__fd_interest(h, fd, s->interest & ~idle);
 }
 
 /* --------------------------------------------------------------- backend */
@@ -157,7 +68,7 @@ static bool hub_read_prewait(const gh_backend_ops *ops)
 
 /*
  * What a swap carries over for @fd: the directions somebody waits on (and the
- * wakeup fd). Interest nobody waits on is only the lazy cache hub_ready keeps;
+ * wakeup fd). Interest nobody waits on is only the lazy cache gh__fd_ready keeps;
  * carrying it would let a stale slot refuse the swap: an fd served earlier and
  * then closed with close() (-EBADF from epoll), or above select's FD_SETSIZE.
  */
@@ -224,15 +135,12 @@ int gh__hub_swap_backend(gh_hub *h, const gh_backend_ops *ops)
 gh_hub *gh__hub_new(const gh_backend_ops *ops, size_t stack_size, int *errp)
 {
     int err;
-    gh__fork_init();
     gh_hub *h = calloc(1, sizeof *h);
     if (!h) {
         *errp = -ENOMEM;
         return NULL;
     }
-    gh__stack_cache_init(&h->stacks, stack_size);
-    gh__timer_heap_init(&h->timers);
-    gh__sched_init(h);
+    gh__sched_init(&h->sched, stack_size);
     err = gh__inbox_init(&h->inbox);
     if (err)
         goto fail_inbox;
@@ -248,13 +156,12 @@ gh_hub *gh__hub_new(const gh_backend_ops *ops, size_t stack_size, int *errp)
     err = gh__fd_interest(h, h->inbox.wake_rfd, GH_READ);
     if (err)
         goto fail_watch;
-    err = gh__sched_start_main(h);
+    err = gh__sched_start_main(&h->sched, hub_mainloop, h);
     if (err)
         goto fail_main;
     err = gh__stack_thread_init();
     if (err)
         goto fail_main;
-    atomic_store(&h->stats.tasks_live, 0);
     return h;
 
 fail_main:
@@ -265,8 +172,7 @@ fail_watch:
 fail_backend:
     gh__inbox_term(&h->inbox);
 fail_inbox:
-    gh__sched_term(h);
-    gh__timer_heap_term(&h->timers);
+    gh__sched_term(&h->sched);
     free(h);
     *errp = err;
     return NULL;
@@ -282,7 +188,7 @@ static void hub_release(gh_hub *h, bool tombstone)
             h->ops->watch(h->bstate, fd, h->fds[fd].interest, 0);
     h->ops->destroy(h->bstate);
     h->bstate = NULL;
-    gh__sched_term(h);
+    gh__sched_term(&h->sched);
     if (!tombstone) {
         /*
          * A producer that saw the inbox open may still be pushing: let it
@@ -294,13 +200,12 @@ static void hub_release(gh_hub *h, bool tombstone)
             sched_yield();
         gh__inbox_term(&h->inbox);
     }
-    gh__timer_heap_term(&h->timers);
+    gh__timers_term(h);
     free(h->fds);
     h->fds = NULL;
     h->nfds = 0;
     if (gh__tls_hub == h) {
         gh__tls_hub = NULL;
-        pthread_setspecific(hub_key, NULL);
         gh__stack_thread_term();
         gh__stack_set_running(0, NULL);
     }
@@ -332,9 +237,8 @@ void gh__hub_bury(gh_hub *h)
 /* Make @h this thread's hub. */
 void gh__hub_adopt(gh_hub *h)
 {
-    pthread_once(&hub_key_once, hub_key_init);
+    gh__thread_arm();
     gh__tls_hub = h;
-    pthread_setspecific(hub_key, h);
 }
 
 gh_hub *gh__hub(void)
@@ -366,7 +270,7 @@ gh_hub *gh__hub(void)
 bool gh__hub_idle(const gh_hub *h)
 {
     gh__inbox *in = (gh__inbox *)&h->inbox;
-    return h->live_tasks == 0 && h->cb_timers == 0 && h->fd_waiters == 0 && h->xwaiters == 0 &&
+    return h->sched.live_tasks == 0 && h->cb_timers == 0 && h->fd_waiters == 0 && h->xwaiters == 0 &&
            atomic_load(&in->head) == in->tail && gh__inbox_no_producers(in);
 }
 
@@ -375,28 +279,28 @@ bool gh__hub_idle(const gh_hub *h)
 /* The root blocks and nothing can ever wake it: no task ready, timer, fd or other thread. */
 static bool hub_deadlocked(const gh_hub *h)
 {
-    return h->root.state == GH__TASK_BLOCKED && !h->in_run && !h->runtime && !h->rq_head &&
-           h->timers.len == 0 && h->fd_waiters == 0 && h->xwaiters == 0;
+    return h->sched.root.state == GH__TASK_BLOCKED && !h->in_run && !h->runtime && !h->sched.rq_head &&
+           h->sched.timers.len == 0 && h->fd_waiters == 0 && h->xwaiters == 0;
 }
 
 static int64_t hub_poll_timeout(gh_hub *h)
 {
-    if (h->rq_head)
+    if (h->sched.rq_head)
         return 0;
-    if (h->root.state == GH__TASK_BLOCKED &&
+    if (h->sched.root.state == GH__TASK_BLOCKED &&
         (h->runtime ? gh__runtime_hub_drained(h) : (h->in_run && gh__hub_idle(h)))) {
-        gh__task_wake_detach(&h->root, 0);
+        gh__task_wake_detach(&h->sched.root, 0);
         return 0;
     }
     if (hub_deadlocked(h)) {
-        gh__task_wake_detach(&h->root, -EDEADLK);
+        gh__task_wake_detach(&h->sched.root, -EDEADLK);
         return 0;
     }
     /* Stopping, not drained yet: a producer may still be mid-post; look again soon. */
     int64_t cap = h->runtime && atomic_load_explicit(&h->stop_requested, memory_order_relaxed)
                       ? GH_MSEC
                       : -1;
-    gh_timer *t = gh__timer_peek(&h->timers);
+    gh_timer *t = gh__timer_peek(&h->sched.timers);
     if (!t)
         return cap;
     int64_t d = t->when - gh_now();
@@ -414,18 +318,19 @@ static int64_t hub_poll_timeout(gh_hub *h)
  */
 #define HUB_BUSY_POLL_NS (20 * GH_USEC)
 
-void gh__mainloop(gh_hub *h)
+static void hub_mainloop(void *arg)
 {
+    gh_hub *h = arg;
     int64_t last_poll = 0;
 
     for (;;) {
-        GH__STAT_ADD(h, loop_iterations, 1);
+        GH__STAT_ADD(&h->stats, loop_iterations, 1);
         bool more = gh__inbox_run(h);
         if (h->runtime)
             gh__runtime_hub_tick(h);
         int64_t now = gh_now();
         gh__timers_fire(h, now);
-        gh__run_ready(h);
+        gh__run_ready(&h->sched);
 
         /*
          * The wakeup fd is read here, after the handed-off tasks ran, not as
@@ -447,19 +352,18 @@ void gh__mainloop(gh_hub *h)
         if (timeout != 0) {
             /* Announce the sleep, then look once more (see inbox.c). */
             atomic_store(&h->inbox.sleep_state, GH__INBOX_SLEEPING);
-            if (gh__inbox_run(h) || h->rq_head)
+            if (gh__inbox_run(h) || h->sched.rq_head)
                 timeout = 0;
-        } else if (h->rq_head && now - last_poll < HUB_BUSY_POLL_NS) {
+        } else if (h->sched.rq_head && now - last_poll < HUB_BUSY_POLL_NS) {
             continue;
         }
         last_poll = now;
-        int n = h->ops->poll(h->bstate, timeout, hub_ready, h);
+        int n = h->ops->poll(h->bstate, timeout, gh__fd_ready, h);
         /* Only write when it changed: producers read this line on every handoff. */
         if (atomic_load_explicit(&h->inbox.sleep_state, memory_order_relaxed) != GH__INBOX_AWAKE)
             atomic_store_explicit(&h->inbox.sleep_state, GH__INBOX_AWAKE, memory_order_relaxed);
         if (n < 0 && n != -EINTR) {
-            static _Thread_local int reported;
-            if (!reported++)
+            if (!h->poll_failed++)
                 fprintf(stderr, "greenhub: %s backend poll failed: %s\n", h->ops->name,
                         gh_strerror(n));
             /* Do not spin on a broken backend. */
@@ -497,7 +401,7 @@ int gh_use_hub_backend(const gh_backend_ops *ops)
         gh__hub_adopt(h);
         return 0;
     }
-    if (h->current == &h->main)
+    if (h->sched.current == &h->sched.main)
         return -EPERM;
     if (h->ops == ops)
         return 0;
@@ -516,14 +420,14 @@ int gh_hub_run(void)
     gh_hub *h = gh__hub();
     if (!h)
         return -errno;
-    if (h->current != &h->root)
+    if (h->sched.current != &h->sched.root)
         return -EPERM;
-    if (h->root.killed)
+    if (h->sched.root.killed)
         return -ECANCELED;
     if (gh__hub_idle(h))
         return 0;
     h->in_run = true;
-    int err = gh__task_park(h, -1, NULL, NULL);
+    int err = gh__task_park(&h->sched, -1, NULL, NULL);
     h->in_run = false;
     return err;
 }
@@ -533,11 +437,11 @@ int gh_hub_close(void)
     gh_hub *h = gh__tls_hub;
     if (!h)
         return 0;
-    if (h->current != &h->root)
+    if (h->sched.current != &h->sched.root)
         return -EPERM;
     if (h->runtime)
         return -EBUSY;
-    if (!gh__hub_idle(h) || h->rq_head)
+    if (!gh__hub_idle(h) || h->sched.rq_head)
         return -EBUSY;
     gh__hub_free(h);
     return 0;
@@ -549,9 +453,10 @@ int gh_hub_get_stats(const gh_hub *hub, gh_hub_stats *out)
         return -EINVAL;
     gh__hub_stats_atomic *s = (gh__hub_stats_atomic *)&hub->stats;
     out->backend = gh_hub_backend(hub);
-    out->tasks_spawned = atomic_load_explicit(&s->tasks_spawned, memory_order_relaxed);
-    out->tasks_live = atomic_load_explicit(&s->tasks_live, memory_order_relaxed);
-    out->switches = atomic_load_explicit(&s->switches, memory_order_relaxed);
+    gh__sched_stats *ss = (gh__sched_stats *)&hub->sched.stats;
+    out->tasks_spawned = atomic_load_explicit(&ss->tasks_spawned, memory_order_relaxed);
+    out->tasks_live = atomic_load_explicit(&ss->tasks_live, memory_order_relaxed);
+    out->switches = atomic_load_explicit(&ss->switches, memory_order_relaxed);
     out->loop_iterations = atomic_load_explicit(&s->loop_iterations, memory_order_relaxed);
     out->handoffs_in = atomic_load_explicit(&s->handoffs_in, memory_order_relaxed);
     out->wakeups_written = atomic_load_explicit(&s->wakeups_written, memory_order_relaxed);

@@ -50,9 +50,6 @@ struct gh__msg_pool {
 static pthread_mutex_t pool_orphans_lock = PTHREAD_MUTEX_INITIALIZER;
 static gh__msg_pool *pool_orphans;
 static gh__msg_pool *pool_all; /* under pool_orphans_lock */
-static _Thread_local gh__msg_pool *pool_mine;
-static pthread_key_t pool_key;
-static pthread_once_t pool_key_once = PTHREAD_ONCE_INIT;
 
 static void pool_orphan(void *p)
 {
@@ -61,20 +58,15 @@ static void pool_orphan(void *p)
     pool->orphan_next = pool_orphans;
     pool_orphans = pool;
     pthread_mutex_unlock(&pool_orphans_lock);
-    pool_mine = NULL;
-}
-
-static void pool_key_init(void)
-{
-    pthread_key_create(&pool_key, pool_orphan);
+    gh__self.pool = NULL;
 }
 
 static gh__msg_pool *pool_get(void)
 {
-    gh__msg_pool *pool = pool_mine;
+    gh__msg_pool *pool = gh__self.pool;
     if (pool)
         return pool;
-    pthread_once(&pool_key_once, pool_key_init);
+    gh__thread_arm();
     pthread_mutex_lock(&pool_orphans_lock);
     pool = pool_orphans;
     if (pool)
@@ -91,8 +83,7 @@ static gh__msg_pool *pool_get(void)
         pthread_mutex_unlock(&pool_orphans_lock);
     }
     pool->orphan_next = NULL;
-    pool_mine = pool;
-    pthread_setspecific(pool_key, pool);
+    gh__self.pool = pool;
     return pool;
 }
 
@@ -106,10 +97,8 @@ void gh__msg_pools_after_fork(void)
 
 void gh__msg_pool_thread_exit(void)
 {
-    if (pool_mine) {
-        pthread_setspecific(pool_key, NULL);
-        pool_orphan(pool_mine);
-    }
+    if (gh__self.pool)
+        pool_orphan(gh__self.pool);
 }
 
 static int pool_grow(gh__msg_pool *pool)
@@ -411,7 +400,7 @@ bool gh__inbox_run(gh_hub *h)
     for (int budget = INBOX_BATCH; (m = gh__inbox_pop(&h->inbox)); ) {
         if (m->kind == GH__MSG_SPAWN) {
             /* A task struct cannot be had: keep the message for the next iteration. */
-            if (!gh__task_spawn(h, m->fn, m->arg, false, 0)) {
+            if (!gh__task_spawn(&h->sched, m->fn, m->arg, false, 0)) {
                 fprintf(stderr, "greenhub: out of memory spawning a handoff; retrying\n");
                 /* Re-queue at the back; nothing handed to greenhub is dropped. */
                 inbox_push(h, &h->inbox, m);
@@ -426,7 +415,7 @@ bool gh__inbox_run(gh_hub *h)
             if (t->state == GH__TASK_BLOCKED && t->park_seq == m->park_seq)
                 gh__task_wake_detach(t, m->result);
             else
-                gh__task_maybe_free(h, t);
+                gh__task_maybe_free(&h->sched, t);
         }
         returns_add(&ret, m);
         if (--budget == 0) {
@@ -436,6 +425,6 @@ bool gh__inbox_run(gh_hub *h)
     }
     returns_flush(&ret);
     if (spawned)
-        GH__STAT_ADD(h, handoffs_in, spawned);
+        GH__STAT_ADD(&h->stats, handoffs_in, spawned);
     return more;
 }

@@ -64,8 +64,6 @@ gh__msg *gh__msg_alloc(void);
 void gh__msg_free(gh__msg *m);
 /* Consumer side: next message, or NULL (empty, or a producer mid-push). */
 gh__msg *gh__inbox_pop(gh__inbox *in);
-/* A message is ready to pop (used before sleeping). */
-bool gh__inbox_has_ready(gh__inbox *in);
 /* Read the wakeup fd empty. */
 void gh__inbox_drain_fd(gh__inbox *in);
 /* Write the wakeup fd unconditionally (stop requests). */
@@ -84,7 +82,7 @@ bool gh__inbox_closed(gh__inbox *in);
 int gh__inbox_after_fork(gh__inbox *in);
 /* In a forked child: the pools' lock and posting marks, as if no other thread ever ran. */
 void gh__msg_pools_after_fork(void);
-/* Free the calling thread's message pool (its nodes in flight keep it alive). */
+/* Thread exit: orphan the calling thread's message pool for the next thread (nodes in flight keep it alive). */
 void gh__msg_pool_thread_exit(void);
 
 #endif /* GH_HUB_INBOX_H */

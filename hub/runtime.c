@@ -42,9 +42,9 @@ void gh__runtime_hub_tick(gh_hub *h)
 {
     if (!atomic_load_explicit(&h->stop_requested, memory_order_acquire))
         return;
-    if (!h->killed_all && atomic_load(&h->kill_all)) {
+    if (!h->killed_all && atomic_load(&h->sched.kill_all)) {
         h->killed_all = true;
-        gh__task_kill_all(h);
+        gh__task_kill_all(&h->sched);
     }
     /* Repeating timers go at once; past the drain timeout one-shots too, or a far one
      * would keep the hub (and gh_runtime_stop) waiting after every task was killed. */
@@ -55,7 +55,7 @@ void gh__runtime_hub_tick(gh_hub *h)
 bool gh__runtime_hub_drained(gh_hub *h)
 {
     return atomic_load_explicit(&h->stop_requested, memory_order_acquire) &&
-           gh__inbox_quiet(&h->inbox) && gh__hub_idle(h) && !h->rq_head;
+           gh__inbox_quiet(&h->inbox) && gh__hub_idle(h) && !h->sched.rq_head;
 }
 
 static void *rt_thread(void *arg)
@@ -88,7 +88,7 @@ static void *rt_thread(void *arg)
 
     /* The root sleeps while tasks run; MAINLOOP wakes it once the stop has drained. */
     while (!gh__runtime_hub_drained(h))
-        gh__task_park(h, -1, NULL, NULL);
+        gh__task_park(&h->sched, -1, NULL, NULL);
     gh__hub_retire(h);
 
     pthread_mutex_lock(&rt->lock);
@@ -266,7 +266,7 @@ int gh_runtime_stop(gh_runtime *rt, int64_t drain_timeout_ns)
                     "greenhub: runtime stop: hub greenhub-%d still busy after the drain "
                     "timeout (%llu tasks live); killing them\n",
                     i, (unsigned long long)st.tasks_live);
-            atomic_store(&rt->hubs[i]->kill_all, true);
+            atomic_store(&rt->hubs[i]->sched.kill_all, true);
             gh__inbox_kick(rt->hubs[i], &rt->hubs[i]->inbox);
         }
         pthread_mutex_unlock(&rt->lock);
@@ -304,7 +304,7 @@ int gh_spawn_on(gh_hub *target, void (*fn)(void *), void *arg)
     if (target == gh__tls_hub) {
         if (gh__inbox_closed(&target->inbox))
             return -ESHUTDOWN;
-        return gh__task_spawn(target, fn, arg, false, 0) ? 0 : -ENOMEM;
+        return gh__task_spawn(&target->sched, fn, arg, false, 0) ? 0 : -ENOMEM;
     }
     gh__msg *m = gh__msg_alloc();
     if (!m)

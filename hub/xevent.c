@@ -157,10 +157,10 @@ int gh_xevent_wait(gh_xevent *ev, void **value, int64_t timeout_ns)
     if (!h)
         return xev_wait_thread(x, value, timeout_ns);
 
-    int err = gh__can_block(h);
+    int err = gh__can_block(&h->sched);
     if (err)
         return err;
-    gh_task *t = h->current;
+    gh_task *t = h->sched.current;
     xev_node n = {.ev = x, .hub = h, .task = t};
 
     pthread_mutex_lock(&x->lock);
@@ -186,7 +186,7 @@ int gh_xevent_wait(gh_xevent *ev, void **value, int64_t timeout_ns)
     pthread_mutex_unlock(&x->lock);
 
     h->xwaiters++;
-    err = gh__task_park(h, gh__deadline(timeout_ns), xev_unlink, &n);
+    err = gh__task_park(&h->sched, gh__deadline(timeout_ns), xev_unlink, &n);
     h->xwaiters--;
     if (err == 0 || err == -ETIMEDOUT) {
         /* Set just as the timeout fired still counts as set. */

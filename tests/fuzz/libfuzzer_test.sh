@@ -24,7 +24,7 @@ if ! command -v "$cc" >/dev/null 2>&1; then
 fi
 
 srcs=()
-for f in "$root"/hub/*.c "$root"/sched/*.c "$root"/backends/*.c; do
+for f in "$root"/sched/*.c "$root"/backends/*.c "$root"/hub/*.c "$root"/sync/*.c "$root"/io/*.c; do
     srcs+=("$f")
 done
 srcs+=("$root/sched/context_x86_64.S" "$root/tests/fuzz/reader_fuzz.c")

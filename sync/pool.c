@@ -128,13 +128,13 @@ int gh_pool_spawn(gh_pool *p, void (*fn)(void *), void *arg, gh_task **out, int6
     if (p->running < p->size && !p->spawners.head) {
         p->running++;
     } else {
-        int err = gh__can_block(h);
+        int err = gh__can_block(&h->sched);
         if (!err && timeout_ns == 0)
             err = -ETIMEDOUT;
         if (!err) {
-            gh__waitq_push(&p->spawners, h->current);
+            gh__waitq_push(&p->spawners, h->sched.current);
             p->waiting++;
-            err = gh__task_park(h, gh__deadline(timeout_ns), pool_unlink_spawner, p);
+            err = gh__task_park(&h->sched, gh__deadline(timeout_ns), pool_unlink_spawner, p);
             p->waiting--;
         }
         if (err) {
@@ -143,7 +143,7 @@ int gh_pool_spawn(gh_pool *p, void (*fn)(void *), void *arg, gh_task **out, int6
         }
         /* Woken with 0: pool_hand_slots counted our slot. */
     }
-    gh_task *t = gh__task_spawn(h, pool_entry, j, out != NULL, 0);
+    gh_task *t = gh__task_spawn(&h->sched, pool_entry, j, out != NULL, 0);
     if (!t) {
         free(j);
         pool_slot_release(p);
@@ -161,15 +161,15 @@ int gh_pool_waitall(gh_pool *p, int64_t timeout_ns)
         return -EINVAL;
     if (p->running == 0)
         return 0;
-    if (pool_is_member(p, h->current))
+    if (pool_is_member(p, h->sched.current))
         return -EDEADLK;
-    int err = gh__can_block(h);
+    int err = gh__can_block(&h->sched);
     if (err)
         return err;
     if (timeout_ns == 0)
         return -ETIMEDOUT;
-    gh__waitq_push(&p->waitall, h->current);
-    return gh__task_park(h, gh__deadline(timeout_ns), pool_unlink_waitall, p);
+    gh__waitq_push(&p->waitall, h->sched.current);
+    return gh__task_park(&h->sched, gh__deadline(timeout_ns), pool_unlink_waitall, p);
 }
 
 int gh_pool_resize(gh_pool *p, size_t size)

@@ -77,7 +77,7 @@ static void tpool_atfork_child(void)
 
 static void tpool_fork_setup(void)
 {
-    pthread_atfork(NULL, NULL, tpool_atfork_child);
+    gh__fork_child_add(tpool_atfork_child);
 }
 
 static void *tp_worker_main(void *arg)

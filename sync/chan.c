@@ -155,10 +155,10 @@ static void chan_unlink(gh_task *t)
     pthread_mutex_unlock(&c->lock);
 }
 
-/* Park task @h->current in @l until a waker completes @n. Lock held on entry and exit. */
+/* Park task @h->sched.current in @l until a waker completes @n. Lock held on entry and exit. */
 static int chan_wait_task(gh_chan *c, gh_hub *h, chan_list *l, chan_node *n, int64_t timeout_ns)
 {
-    gh_task *t = h->current;
+    gh_task *t = h->sched.current;
     n->msg = gh__msg_alloc();
     if (!n->msg)
         return -ENOMEM;
@@ -171,7 +171,7 @@ static int chan_wait_task(gh_chan *c, gh_hub *h, chan_list *l, chan_node *n, int
     pthread_mutex_unlock(&c->lock);
 
     h->xwaiters++;
-    int err = gh__task_park(h, gh__deadline(timeout_ns), chan_unlink, n);
+    int err = gh__task_park(&h->sched, gh__deadline(timeout_ns), chan_unlink, n);
     h->xwaiters--;
 
     pthread_mutex_lock(&c->lock);

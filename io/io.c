@@ -3,7 +3,7 @@
  *
  * Each call tries the syscall first and parks the task only on EAGAIN, as
  * eventlet's green sockets do. At most one task waits per direction per fd;
- * interest stays with the backend after a wake (see hub_ready in hub.c).
+ * interest stays with the backend after a wake (see gh__fd_ready in hub.c).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,101 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "hub/hub.h"
-
-static void fd_stat_waiters(gh_hub *h, int delta)
-{
-    h->fd_waiters += delta;
-    GH__STAT_ADD(h, fd_waiters, delta);
-}
-
-/* Detach a waiting task from its fd slot (wake, timeout, kill, close). */
-static void fd_unlink(gh_task *t)
-{
-    gh_hub *h = t->hub;
-    int fd = (int)(intptr_t)t->wait_obj;
-    gh__fdslot *s = &h->fds[fd];
-    if (s->reader == t) {
-        s->reader = NULL;
-        fd_stat_waiters(h, -1);
-    }
-    if (s->writer == t) {
-        s->writer = NULL;
-        fd_stat_waiters(h, -1);
-    }
-}
-
-static int fd_poll_now(int fd, int events)
-{
-    struct pollfd p = {.fd = fd, .events = 0};
-    if (events & GH_READ)
-        p.events |= POLLIN;
-    if (events & GH_WRITE)
-        p.events |= POLLOUT;
-    int n = poll(&p, 1, 0);
-    if (n < 0)
-        return -errno;
-    if (n == 0)
-        return -ETIMEDOUT;
-    if (p.revents & POLLNVAL)
-        return -EBADF;
-    return 0;
-}
-
-/* Wait for @fd given an absolute @deadline (-1 forever). */
-static int fd_wait(gh_hub *h, int fd, int events, int64_t deadline)
-{
-    int err = gh__can_block(h);
-    if (err)
-        return err;
-    if (deadline >= 0 && deadline <= gh_now())
-        return fd_poll_now(fd, events);
-    err = gh__fd_slot_reserve(h, fd);
-    if (err)
-        return err;
-    gh__fdslot *s = &h->fds[fd];
-    if (fd == h->inbox.wake_rfd)
-        return -EINVAL;
-    if (((events & GH_READ) && s->reader) || ((events & GH_WRITE) && s->writer))
-        return -EBUSY;
-    err = gh__fd_interest(h, fd, s->interest | events);
-    if (err == -EPERM) {
-        /*
-         * epoll (and libevent on it) refuses regular files and directories,
-         * which poll(2) reports always ready: so does every backend here.
-         */
-        err = fd_poll_now(fd, events);
-        return err == -ETIMEDOUT ? -EPERM : err;
-    }
-    if (err)
-        return err;
-    gh_task *t = h->current;
-    if (events & GH_READ) {
-        s->reader = t;
-        fd_stat_waiters(h, 1);
-    }
-    if (events & GH_WRITE) {
-        s->writer = t;
-        fd_stat_waiters(h, 1);
-    }
-    return gh__task_park(h, deadline, fd_unlink, (void *)(intptr_t)fd);
-}
-
-int gh_trampoline(int fd, int events, int64_t timeout_ns)
-{
-    if (fd < 0)
-        return -EBADF;
-    if (!events || (events & ~(GH_READ | GH_WRITE)) || timeout_ns < GH_FOREVER)
-        return -EINVAL;
-    gh_hub *h = gh__hub();
-    if (!h)
-        return -errno;
-    if (timeout_ns == 0) {
-        int err = gh__can_block(h);
-        return err ? err : fd_poll_now(fd, events);
-    }
-    return fd_wait(h, fd, events, gh__deadline(timeout_ns));
-}
+#include "io/io.h"
 
 /* gh_read and gh_write_all put an fd into O_NONBLOCK the first time they see it. */
 static int fd_make_nonblocking(gh_hub *h, int fd)
@@ -141,7 +47,7 @@ int gh__io_enter(int fd, int64_t timeout_ns, gh_hub **hp)
     gh_hub *h = gh__hub();
     if (!h)
         return -errno;
-    int err = gh__can_block(h);
+    int err = gh__can_block(&h->sched);
     if (err)
         return err;
     err = fd_make_nonblocking(h, fd);
@@ -160,7 +66,7 @@ int gh__io_retry(gh_hub *h, int fd, int events, int64_t timeout_ns, int64_t dead
         return -e;
     if (timeout_ns == 0)
         return -ETIMEDOUT;
-    return fd_wait(h, fd, events, deadline);
+    return gh__fd_wait(h, fd, events, deadline);
 }
 
 /*
@@ -172,7 +78,7 @@ int gh__io_retry(gh_hub *h, int fd, int events, int64_t timeout_ns, int64_t dead
  * Readiness is level-triggered on every backend, so waiting first is always
  * correct: data that came meanwhile reports the fd ready at the next poll.
  * A poll that finds the fd readable while no task waits on it clears the
- * mark (hub_ready), so data that came while its task was busy is read at
+ * mark (gh__fd_ready), so data that came while its task was busy is read at
  * once, not after a re-registration and another poll.
  * Datagram sockets and other fds keep read-first: one short read says
  * nothing about the next datagram. So does io_uring (hub->read_prewait):
@@ -210,7 +116,7 @@ int gh__io_read_prewait(gh_hub *h, int fd, int64_t timeout_ns, int64_t deadline)
     if (!s->drained || timeout_ns == 0 || !h->read_prewait)
         return 0;
     s->drained = false;
-    int err = fd_wait(h, fd, GH_READ, deadline);
+    int err = gh__fd_wait(h, fd, GH_READ, deadline);
     /*
      * Killed, or the fd closed under the wait: that is the answer. Anything
      * else (the deadline passed, another reader waits, the backend cannot
@@ -278,29 +184,6 @@ ssize_t gh_write_all(int fd, const void *buf, size_t n, int64_t timeout_ns)
             return err;
     }
     return (ssize_t)n;
-}
-
-int gh_close(int fd)
-{
-    if (fd < 0)
-        return -EBADF;
-    gh_hub *h = gh__tls_hub;
-    if (h && fd < h->nfds && fd != h->inbox.wake_rfd && fd != h->inbox.wake_wfd) {
-        gh__fdslot *s = &h->fds[fd];
-        if (s->reader)
-            gh__task_wake_detach(s->reader, -EBADF);
-        if (s->writer)
-            gh__task_wake_detach(s->writer, -EBADF);
-        /* The backend must forget the fd before the number can be reused. */
-        gh__fd_interest(h, fd, 0);
-        s->interest = 0;
-        s->nonblock_known = false;
-        s->kind = GH__FD_UNKNOWN;
-        s->drained = false;
-    } else if (h && (fd == h->inbox.wake_rfd || fd == h->inbox.wake_wfd)) {
-        return -EBADF;
-    }
-    return close(fd) == 0 ? 0 : -errno;
 }
 
 /* ---------------------------------------------------------------- sockets */
@@ -407,7 +290,7 @@ int gh_accept(int lfd, int64_t timeout_ns)
     gh_hub *h = gh__hub();
     if (!h)
         return -errno;
-    int err = gh__can_block(h);
+    int err = gh__can_block(&h->sched);
     if (err)
         return err;
     int64_t deadline = gh__deadline(timeout_ns);
@@ -426,7 +309,7 @@ int gh_accept(int lfd, int64_t timeout_ns)
             return -errno;
         if (timeout_ns == 0)
             return -ETIMEDOUT;
-        err = fd_wait(h, lfd, GH_READ, deadline);
+        err = gh__fd_wait(h, lfd, GH_READ, deadline);
         if (err)
             return err;
     }
@@ -448,7 +331,7 @@ static int connect_addr(gh_hub *h, const struct sockaddr *sa, socklen_t len, int
             close(fd);
             return err;
         }
-        err = poll_only ? -ETIMEDOUT : fd_wait(h, fd, GH_WRITE, deadline);
+        err = poll_only ? -ETIMEDOUT : gh__fd_wait(h, fd, GH_WRITE, deadline);
         if (!err) {
             int soerr = 0;
             socklen_t sl = sizeof soerr;
@@ -475,7 +358,7 @@ int gh_connect(const char *host, int port, int64_t timeout_ns)
     gh_hub *h = gh__hub();
     if (!h)
         return -errno;
-    int err = gh__can_block(h);
+    int err = gh__can_block(&h->sched);
     if (err)
         return err;
     int64_t deadline = gh__deadline(timeout_ns);

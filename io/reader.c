@@ -16,7 +16,7 @@
 #include <limits.h>
 #include <string.h>
 
-#include "hub/hub.h"
+#include "io/io.h"
 
 #define READER_DEFAULT_SIZE (16 * 1024)
 #define READER_MAX_SIZE     ((size_t)1 << 30)

@@ -159,7 +159,7 @@ static void sig_atfork_child(void)
 
 static void sig_atfork_setup(void)
 {
-    pthread_atfork(NULL, NULL, sig_atfork_child);
+    gh__fork_child_add(sig_atfork_child);
 }
 
 /* Make the self-pipe and the router thread once. sig_lock held. */
@@ -279,7 +279,7 @@ int gh_signal_wait(int signo, int64_t timeout_ns)
         return err;
     }
 
-    gh_task *t = h->current;
+    gh_task *t = h->sched.current;
     n.task = t;
     n.msg = gh__msg_alloc();
     if (!n.msg) {
@@ -292,7 +292,7 @@ int gh_signal_wait(int signo, int64_t timeout_ns)
     pthread_mutex_unlock(&sig_lock);
 
     h->xwaiters++;
-    err = gh__task_park(h, gh__deadline(timeout_ns), sig_unlink, &n);
+    err = gh__task_park(&h->sched, gh__deadline(timeout_ns), sig_unlink, &n);
     h->xwaiters--;
     /* Delivered just as the timeout fired (or the kill came) still counts as delivered. */
     pthread_mutex_lock(&sig_lock);

@@ -23,7 +23,7 @@
 #include <time.h>
 
 #include "hub/hub.h"
-#include "hub/resolve.h"
+#include "io/resolve.h"
 
 #define RESOLVE_MAX_THREADS 4
 #define RESOLVE_IDLE_NS     (5 * GH_SEC)
@@ -145,7 +145,7 @@ static void resolve_init_cond(void)
 {
     pthread_cond_destroy(&resolve_pool.cond);
     resolve_make_cond();
-    pthread_atfork(NULL, NULL, resolve_atfork_child);
+    gh__fork_child_add(resolve_atfork_child);
 }
 
 /* Queue @q (holding the worker's reference); start a thread if none is idle. */

@@ -73,7 +73,7 @@ static void sync_unlink(gh_task *t)
  */
 static bool sync_same_hub(const gh_waiters *l, const gh_hub *h)
 {
-    return !l->head || l->head->hub == h;
+    return !l->head || gh__task_hub(l->head) == h;
 }
 
 /* The calling thread's hub for a wait, with the checks every wait makes. */
@@ -85,20 +85,20 @@ static int sync_wait_prepare(const gh_waiters *l, gh_hub **hp)
     if (!sync_same_hub(l, h))
         return -EINVAL;
     *hp = h;
-    return gh__can_block(h);
+    return gh__can_block(&h->sched);
 }
 
 static int sync_park(gh_hub *h, gh_waiters *l, sync_wait *w, int64_t timeout_ns)
 {
     w->list = l;
-    sync_list_push(l, h->current);
-    return gh__task_park(h, gh__deadline(timeout_ns), sync_unlink, w);
+    sync_list_push(l, h->sched.current);
+    return gh__task_park(&h->sched, gh__deadline(timeout_ns), sync_unlink, w);
 }
 
 /* A waker may only be on the waiters' thread. */
 static bool sync_waker_ok(const gh_waiters *l)
 {
-    return !l->head || l->head->hub == gh__tls_hub;
+    return !l->head || gh__task_hub(l->head) == gh__tls_hub;
 }
 
 /* ------------------------------------------------------------- gh_event */

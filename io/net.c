@@ -18,7 +18,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "hub/hub.h"
+#include "io/io.h"
 
 ssize_t gh_recv(int fd, void *buf, size_t n, int flags, int64_t timeout_ns)
 {

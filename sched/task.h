@@ -1,0 +1,130 @@
+/*
+ * task.h — green tasks and the scheduler of one thread (gh__sched).
+ *
+ * sched/ knows no hub: a gh__sched is the run queue, the live tasks, the
+ * stack cache and the timer heap of one thread, and every function here
+ * takes it explicitly. The hub embeds one and runs it; the one call up, the
+ * loop that runs when every task is blocked (MAINLOOP), is a function the
+ * hub hands down to gh__sched_start_main.
+ */
+#ifndef GH_SCHED_TASK_H
+#define GH_SCHED_TASK_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "greenhub.h"
+#include "sched/assert.h"
+#include "sched/clock.h"
+#include "sched/context.h"
+#include "sched/stack.h"
+#include "sched/timer_heap.h"
+
+/* Counters written by the owning thread, read relaxed from any thread. */
+#define GH__STAT_ADD(st, field, n)                                                                 \
+    atomic_store_explicit(&(st)->field,                                                            \
+                          atomic_load_explicit(&(st)->field, memory_order_relaxed) + (n),          \
+                          memory_order_relaxed)
+
+typedef enum gh__task_state {
+    GH__TASK_NEW,     /* spawned, never run, no stack yet */
+    GH__TASK_READY,   /* in the run queue */
+    GH__TASK_RUNNING, /* on the CPU */
+    GH__TASK_BLOCKED, /* parked; a waker will ready it */
+    GH__TASK_DONE     /* returned; stack gone */
+} gh__task_state;
+
+/* A FIFO of tasks waiting on something, linked through wq_prev/wq_next (waitq.h). */
+typedef gh_waiters gh__waitq;
+
+struct gh_task {
+    gh__ctx ctx; /* saved context; first so the switch finds it cheaply */
+    struct gh__sched *sched;
+    gh_task *rq_next;             /* run queue / free list link */
+    gh_task *all_prev, *all_next; /* every live task of the scheduler */
+    uint64_t id;
+    void (*fn)(void *);
+    void *arg;
+    gh__stack *stack; /* NULL until first run, and for root and MAINLOOP's own */
+    uint8_t state;    /* gh__task_state */
+    bool killed;      /* sticky: every blocking call returns -ECANCELED */
+    bool has_handle;  /* a gh_task * is out there */
+    bool is_root;
+    bool in_runq;
+    bool xwait;                   /* blocked on something another thread will end */
+    int wake_result;              /* what the blocking call returns */
+    uint32_t park_seq;            /* counts parks, so a late cross-thread wake is recognised */
+    uint32_t xwakes_inflight;     /* cross-thread wakes posted for this task, not yet run */
+    gh_timer timeout;             /* embedded: the deadline of the current wait */
+    void (*unlink)(gh_task *t);   /* detaches t from what it waits on (timeout, kill) */
+    void *wait_obj;
+    gh_task *wq_prev, *wq_next;   /* link in a gh__waitq */
+    gh__waitq joiners;
+    void *asan_fake;              /* ASan's fake stack of the suspended task */
+    const void *san_bottom;       /* stack bounds for the sanitizers */
+    size_t san_size;
+    void *tsan_fiber;
+};
+
+typedef struct gh__sched_stats {
+    _Atomic uint64_t tasks_spawned, tasks_live, switches;
+} gh__sched_stats;
+
+/* The scheduler of one thread. */
+typedef struct gh__sched {
+    gh_task *current; /* running task (MAINLOOP while timers fire) */
+    gh_task root;     /* the thread's own stack */
+    gh_task main;     /* MAINLOOP, on a stack of its own */
+    gh_task *rq_head, *rq_tail;
+    uint32_t rq_len;
+    uint32_t rq_batch;   /* tasks gh__run_ready may still start in this batch */
+    gh_task *finished;   /* the task that just returned, its stack not yet reclaimed */
+    gh_task *all;        /* every spawned, unfinished task */
+    gh_task *free_tasks; /* recycled task structs */
+    uint32_t free_tasks_len;
+    uint64_t next_task_id;
+    uint32_t live_tasks; /* spawned and not finished, root and MAINLOOP excluded */
+    gh__stack_cache stacks;
+    gh__timer_heap timers;
+    atomic_bool kill_all; /* new tasks start cancelled (a runtime stop past its drain timeout) */
+    void (*main_loop)(void *); /* what MAINLOOP runs: the hub's loop */
+    void *main_arg;
+    gh__sched_stats stats;
+} gh__sched;
+
+void gh__sched_init(gh__sched *s, size_t stack_size);
+/* Give MAINLOOP its stack: the first switch to s->main calls loop(arg), which never returns. */
+int gh__sched_start_main(gh__sched *s, void (*loop)(void *), void *arg);
+/* Drop every unfinished task and every stack (thread exit, hub close). */
+void gh__sched_term(gh__sched *s);
+
+/* Spawn on @s, ready (or delayed); a handle if @handle. NULL + errno on failure. */
+gh_task *gh__task_spawn(gh__sched *s, void (*fn)(void *), void *arg, bool handle, int64_t delay);
+/* Block the running task until gh__task_wake. @deadline absolute or -1. */
+int gh__task_park(gh__sched *s, int64_t deadline, void (*unlink)(gh_task *), void *obj);
+/* Ready a blocked task with @result (its unlink is not called). */
+void gh__task_wake(gh_task *t, int result);
+/* Ready a blocked task after detaching it from what it waits on (timeouts, kill). */
+void gh__task_wake_detach(gh_task *t, int result);
+/* Put a ready task at the back of the run queue. */
+void gh__runq_push(gh__sched *s, gh_task *t);
+/* Switch from the running task to @to; returns when the caller is resumed. */
+void gh__switch(gh__sched *s, gh_task *to);
+/* Run a bounded batch of ready tasks (MAINLOOP step 3). */
+void gh__run_ready(gh__sched *s);
+/* Check at a blocking call's entry: -EPERM from MAINLOOP, -ECANCELED if killed, else 0. */
+int gh__can_block(gh__sched *s);
+/* Requeue the running task behind every task ready now and run them (gh_sleep(0)). */
+int gh__task_yield(gh__sched *s);
+/* Wait for @t (of @s) to finish: 0, -ETIMEDOUT, -ECANCELED, -EDEADLK for the caller itself. */
+int gh__task_join(gh__sched *s, gh_task *t, int64_t timeout_ns);
+/* Kill @t: sticky cancel; a delayed task that has not started starts now. */
+void gh__task_kill(gh__sched *s, gh_task *t);
+/* Kill every live task (runtime stop after its drain timeout). */
+void gh__task_kill_all(gh__sched *s);
+/* Free a task struct (DONE, no handle, no wake in flight). */
+void gh__task_free(gh__sched *s, gh_task *t);
+void gh__task_maybe_free(gh__sched *s, gh_task *t);
+
+#endif /* GH_SCHED_TASK_H */
