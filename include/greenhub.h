@@ -420,10 +420,18 @@ size_t gh_reader_buffered(const gh_reader *r);
  * blocks). See docs/sync.md.
  */
 
-/* Private: a list of tasks waiting on an embedded object. */
+struct gh__link;
+
+/* Private: the tasks waiting on an embedded object, an intrusive list (sched/list.h). */
 typedef struct gh_waiters {
-    gh_task *head, *tail;
+    struct gh__link *head, *tail;
 } gh_waiters;
+
+/* Private: a ring buffer of pointers (sched/ring.h). */
+typedef struct gh_ring {
+    void **slots;          /* cap slots */
+    size_t cap, head, len; /* head: the oldest item's slot */
+} gh_ring;
 
 /** A one-shot event with a value; many waiters; reset re-arms it. Embed it. */
 typedef struct gh_event {
@@ -487,10 +495,9 @@ unsigned gh_sem_count(const gh_sem *sem);
 
 /** A bounded FIFO of pointers between tasks of one hub. Embed it. */
 typedef struct gh_queue {
-    void **ring;           /* private: cap slots */
-    size_t cap, head, len; /* private */
-    gh_waiters getters;    /* private: tasks in gh_queue_get (queue empty) */
-    gh_waiters putters;    /* private: tasks in gh_queue_put (queue full) */
+    gh_ring ring;       /* private: the items */
+    gh_waiters getters; /* private: tasks in gh_queue_get (queue empty) */
+    gh_waiters putters; /* private: tasks in gh_queue_put (queue full) */
 } gh_queue;
 
 /** Initialise @q for @capacity (>= 1) items. @return 0; -EINVAL; -ENOMEM. Any thread. */

@@ -136,8 +136,8 @@ static void task_init_fields(gh__sched *s, gh_task *t)
     t->timeout.sched = s;
     t->unlink = NULL;
     t->wait_obj = NULL;
-    t->wq_prev = t->wq_next = NULL;
-    t->joiners.head = t->joiners.tail = NULL;
+    t->wq.prev = t->wq.next = NULL;
+    gh__waitq_init(&t->joiners);
     t->asan_fake = NULL;
     t->san_bottom = NULL;
     t->san_size = 0;
@@ -206,10 +206,9 @@ void gh__task_maybe_free(gh__sched *s, gh_task *t)
 static void task_finish(gh__sched *s, gh_task *t)
 {
     t->state = GH__TASK_DONE;
-    while (t->joiners.head) {
-        gh_task *j = t->joiners.head;
+    gh_task *j;
+    while ((j = gh__waitq_first(&t->joiners)))
         gh__task_wake_detach(j, 0);
-    }
     task_unlink_all(s, t);
     s->live_tasks--;
     GH__STAT_ADD(&s->stats, tasks_live, -1);
@@ -224,8 +223,7 @@ static void task_finish(gh__sched *s, gh_task *t)
 static gh_task *task_chain_next(gh__sched *s, gh_task *done)
 {
     gh_task *next = s->rq_head;
-    if (!s->rq_batch || !next || next->state != GH__TASK_NEW ||
-        !gh__stack_canary_ok(done->stack))
+    if (!s->rq_batch || !next || next->state != GH__TASK_NEW || !gh__stack_canary_ok(done->stack))
         return NULL;
     s->rq_batch--;
     runq_pop(s);
@@ -404,8 +402,7 @@ void gh__task_kill(gh__sched *s, gh_task *t)
     t->killed = true;
     if (t->state == GH__TASK_BLOCKED)
         gh__task_wake_detach(t, -ECANCELED);
-    else if (t->state == GH__TASK_NEW && !t->in_runq &&
-             t->timeout.heap_idx != GH__NOT_IN_HEAP) {
+    else if (t->state == GH__TASK_NEW && !t->in_runq && t->timeout.heap_idx != GH__NOT_IN_HEAP) {
         gh__timer_remove(&s->timers, &t->timeout);
         gh__runq_push(s, t);
     }

@@ -18,6 +18,7 @@
 #include "sched/assert.h"
 #include "sched/clock.h"
 #include "sched/context.h"
+#include "sched/list.h"
 #include "sched/stack.h"
 #include "sched/timer_heap.h"
 
@@ -35,8 +36,8 @@ typedef enum gh__task_state {
     GH__TASK_DONE     /* returned; stack gone */
 } gh__task_state;
 
-/* A FIFO of tasks waiting on something, linked through wq_prev/wq_next (waitq.h). */
-typedef gh_waiters gh__waitq;
+/* A FIFO of tasks waiting on something, linked through their wq (waitq.h). */
+typedef gh__list gh__waitq;
 
 struct gh_task {
     gh__ctx ctx; /* saved context; first so the switch finds it cheaply */
@@ -52,17 +53,17 @@ struct gh_task {
     bool has_handle;  /* a gh_task * is out there */
     bool is_root;
     bool in_runq;
-    bool xwait;                   /* blocked on something another thread will end */
-    int wake_result;              /* what the blocking call returns */
-    uint32_t park_seq;            /* counts parks, so a late cross-thread wake is recognised */
-    uint32_t xwakes_inflight;     /* cross-thread wakes posted for this task, not yet run */
-    gh_timer timeout;             /* embedded: the deadline of the current wait */
-    void (*unlink)(gh_task *t);   /* detaches t from what it waits on (timeout, kill) */
+    bool xwait;                 /* blocked on something another thread will end */
+    int wake_result;            /* what the blocking call returns */
+    uint32_t park_seq;          /* counts parks, so a late cross-thread wake is recognised */
+    uint32_t xwakes_inflight;   /* cross-thread wakes posted for this task, not yet run */
+    gh_timer timeout;           /* embedded: the deadline of the current wait */
+    void (*unlink)(gh_task *t); /* detaches t from what it waits on (timeout, kill) */
     void *wait_obj;
-    gh_task *wq_prev, *wq_next;   /* link in a gh__waitq */
+    gh__link wq; /* link in a gh__waitq */
     gh__waitq joiners;
-    void *asan_fake;              /* ASan's fake stack of the suspended task */
-    const void *san_bottom;       /* stack bounds for the sanitizers */
+    void *asan_fake;        /* ASan's fake stack of the suspended task */
+    const void *san_bottom; /* stack bounds for the sanitizers */
     size_t san_size;
     void *tsan_fiber;
 };

@@ -34,12 +34,14 @@
 #include <time.h>
 
 #include "hub/hub.h"
+#include "sched/list.h"
+#include "sched/ring.h"
 
 enum { CN_WAITING, CN_DONE, CN_CLOSED, CN_LEFT };
 
 typedef struct chan_node {
-    struct chan_node *prev, *next;
-    struct chan_list *list; /* the list it is linked in (state CN_WAITING) */
+    gh__link link;
+    gh__list *list; /* the list it is linked in (state CN_WAITING) */
     gh_chan *chan;
     void *item;  /* sender: what to send; receiver: what it got */
     int state;   /* CN_*, under the channel's lock */
@@ -50,17 +52,12 @@ typedef struct chan_node {
     pthread_cond_t cond; /* plain-thread waiters */
 } chan_node;
 
-typedef struct chan_list {
-    chan_node *head, *tail;
-} chan_list;
-
 struct gh_chan {
     pthread_mutex_t lock;
-    void **ring;
-    size_t cap, head, len;
+    gh_ring ring;
     bool closed;
-    chan_list recvq; /* receivers waiting: the ring is empty */
-    chan_list sendq; /* senders waiting: the ring is full */
+    gh__list recvq; /* chan_nodes of receivers waiting: the ring is empty */
+    gh__list sendq; /* chan_nodes of senders waiting: the ring is full */
 };
 
 static pthread_condattr_t chan_condattr;
@@ -72,31 +69,23 @@ static void chan_condattr_init(void)
     pthread_condattr_setclock(&chan_condattr, CLOCK_MONOTONIC);
 }
 
-static void chan_list_push(chan_list *l, chan_node *n)
+static void chan_list_push(gh__list *l, chan_node *n)
 {
-    n->next = NULL;
-    n->prev = l->tail;
-    if (l->tail)
-        l->tail->next = n;
-    else
-        l->head = n;
-    l->tail = n;
+    gh__list_push_back(l, &n->link);
     n->list = l;
 }
 
 static void chan_list_remove(chan_node *n)
 {
-    chan_list *l = n->list;
-    if (n->prev)
-        n->prev->next = n->next;
-    else
-        l->head = n->next;
-    if (n->next)
-        n->next->prev = n->prev;
-    else
-        l->tail = n->prev;
-    n->prev = n->next = NULL;
+    gh__list_remove(n->list, &n->link);
     n->list = NULL;
+}
+
+/* The first waiter of @l, or NULL. */
+static chan_node *chan_list_first(const gh__list *l)
+{
+    gh__link *n = gh__list_first(l);
+    return n ? GH__CONTAINER_OF(n, chan_node, link) : NULL;
 }
 
 /* Complete @n with @state and wake its waiter. Under the lock; n is linked. */
@@ -122,24 +111,6 @@ static void chan_finish(chan_node *n, int state)
     gh__post_wake_msg(h, m, t, seq, 0);
 }
 
-static void ring_push(gh_chan *c, void *item)
-{
-    size_t tail = c->head + c->len;
-    if (tail >= c->cap)
-        tail -= c->cap;
-    c->ring[tail] = item;
-    c->len++;
-}
-
-static void *ring_pop(gh_chan *c)
-{
-    void *item = c->ring[c->head];
-    if (++c->head == c->cap)
-        c->head = 0;
-    c->len--;
-    return item;
-}
-
 /* Timeout or kill of a task waiter: detach its node unless a waker got there first. */
 static void chan_unlink(gh_task *t)
 {
@@ -156,7 +127,7 @@ static void chan_unlink(gh_task *t)
 }
 
 /* Park task @h->sched.current in @l until a waker completes @n. Lock held on entry and exit. */
-static int chan_wait_task(gh_chan *c, gh_hub *h, chan_list *l, chan_node *n, int64_t timeout_ns)
+static int chan_wait_task(gh_chan *c, gh_hub *h, gh__list *l, chan_node *n, int64_t timeout_ns)
 {
     gh_task *t = h->sched.current;
     n->msg = gh__msg_alloc();
@@ -180,7 +151,7 @@ static int chan_wait_task(gh_chan *c, gh_hub *h, chan_list *l, chan_node *n, int
 }
 
 /* Block the calling plain thread in @l until a waker completes @n. Lock held. */
-static int chan_wait_thread(gh_chan *c, chan_list *l, chan_node *n, int64_t timeout_ns)
+static int chan_wait_thread(gh_chan *c, gh__list *l, chan_node *n, int64_t timeout_ns)
 {
     pthread_once(&chan_condattr_once, chan_condattr_init);
     int64_t deadline = gh__deadline(timeout_ns);
@@ -207,7 +178,7 @@ static int chan_wait_thread(gh_chan *c, chan_list *l, chan_node *n, int64_t time
     return err;
 }
 
-static int chan_wait(gh_chan *c, gh_hub *h, chan_list *l, chan_node *n, int64_t timeout_ns)
+static int chan_wait(gh_chan *c, gh_hub *h, gh__list *l, chan_node *n, int64_t timeout_ns)
 {
     n->chan = c;
     int err = h ? chan_wait_task(c, h, l, n, timeout_ns) : chan_wait_thread(c, l, n, timeout_ns);
@@ -232,15 +203,12 @@ gh_chan *gh_chan_new(size_t capacity)
         errno = ENOMEM;
         return NULL;
     }
-    if (capacity) {
-        c->ring = malloc(capacity * sizeof *c->ring);
-        if (!c->ring) {
-            free(c);
-            errno = ENOMEM;
-            return NULL;
-        }
+    int err = gh__ring_init(&c->ring, capacity);
+    if (err) {
+        free(c);
+        errno = -err;
+        return NULL;
     }
-    c->cap = capacity;
     pthread_mutex_init(&c->lock, NULL);
     return c;
 }
@@ -250,12 +218,12 @@ int gh_chan_free(gh_chan *c)
     if (!c)
         return -EINVAL;
     pthread_mutex_lock(&c->lock);
-    bool busy = c->recvq.head || c->sendq.head;
+    bool busy = !gh__list_empty(&c->recvq) || !gh__list_empty(&c->sendq);
     pthread_mutex_unlock(&c->lock);
     if (busy)
         return -EBUSY;
     pthread_mutex_destroy(&c->lock);
-    free(c->ring);
+    gh__ring_term(&c->ring);
     free(c);
     return 0;
 }
@@ -269,7 +237,7 @@ int gh_chan_send(gh_chan *c, void *item, int64_t timeout_ns)
         pthread_mutex_unlock(&c->lock);
         return -EPIPE;
     }
-    chan_node *r = c->recvq.head;
+    chan_node *r = chan_list_first(&c->recvq);
     if (r) {
         /* Receivers wait only on an empty ring: the item goes straight to the first. */
         r->item = item;
@@ -277,8 +245,8 @@ int gh_chan_send(gh_chan *c, void *item, int64_t timeout_ns)
         pthread_mutex_unlock(&c->lock);
         return 0;
     }
-    if (c->len < c->cap) {
-        ring_push(c, item);
+    if (!gh__ring_full(&c->ring)) {
+        gh__ring_push(&c->ring, item);
         pthread_mutex_unlock(&c->lock);
         return 0;
     }
@@ -299,12 +267,12 @@ int gh_chan_recv(gh_chan *c, void **item, int64_t timeout_ns)
     if (!c || !item || timeout_ns < GH_FOREVER)
         return -EINVAL;
     pthread_mutex_lock(&c->lock);
-    chan_node *s = c->sendq.head;
-    if (c->len) {
-        *item = ring_pop(c);
+    chan_node *s = chan_list_first(&c->sendq);
+    if (!gh__ring_empty(&c->ring)) {
+        *item = gh__ring_pop(&c->ring);
         /* The slot just freed goes to the first waiting sender, in order. */
         if (s) {
-            ring_push(c, s->item);
+            gh__ring_push(&c->ring, s->item);
             chan_finish(s, CN_DONE);
         }
         pthread_mutex_unlock(&c->lock);
@@ -346,11 +314,12 @@ int gh_chan_close(gh_chan *c)
     }
     c->closed = true;
     /* Receivers wait only on an empty ring, so they have nothing left to drain. */
-    while (c->recvq.head)
-        chan_finish(c->recvq.head, CN_CLOSED);
+    chan_node *n;
+    while ((n = chan_list_first(&c->recvq)))
+        chan_finish(n, CN_CLOSED);
     /* Senders keep their items: their send fails with -EPIPE. */
-    while (c->sendq.head)
-        chan_finish(c->sendq.head, CN_CLOSED);
+    while ((n = chan_list_first(&c->sendq)))
+        chan_finish(n, CN_CLOSED);
     pthread_mutex_unlock(&c->lock);
     return 0;
 }
@@ -360,7 +329,7 @@ size_t gh_chan_len(gh_chan *c)
     if (!c)
         return 0;
     pthread_mutex_lock(&c->lock);
-    size_t n = c->len;
+    size_t n = gh__ring_len(&c->ring);
     pthread_mutex_unlock(&c->lock);
     return n;
 }

@@ -44,9 +44,8 @@ static void pool_unlink_waitall(gh_task *t)
 /* Hand free slots to waiting spawners, in order. */
 static void pool_hand_slots(gh_pool *p)
 {
-    while (p->running < p->size && p->spawners.head) {
-        gh_task *t = p->spawners.head;
-        gh__waitq_remove(&p->spawners, t);
+    while (p->running < p->size && !gh__waitq_empty(&p->spawners)) {
+        gh_task *t = gh__waitq_pop(&p->spawners);
         p->running++;
         gh__task_wake(t, 0);
     }
@@ -58,11 +57,9 @@ static void pool_slot_release(gh_pool *p)
     p->running--;
     pool_hand_slots(p);
     if (p->running == 0) {
-        while (p->waitall.head) {
-            gh_task *t = p->waitall.head;
-            gh__waitq_remove(&p->waitall, t);
+        gh_task *t;
+        while ((t = gh__waitq_pop(&p->waitall)))
             gh__task_wake(t, 0);
-        }
     }
 }
 
@@ -107,7 +104,7 @@ int gh_pool_free(gh_pool *p)
 {
     if (!p || p->hub != gh__tls_hub)
         return -EINVAL;
-    if (p->running || p->waiting || p->waitall.head)
+    if (p->running || p->waiting || !gh__waitq_empty(&p->waitall))
         return -EBUSY;
     free(p);
     return 0;
@@ -125,7 +122,7 @@ int gh_pool_spawn(gh_pool *p, void (*fn)(void *), void *arg, gh_task **out, int6
     j->fn = fn;
     j->arg = arg;
 
-    if (p->running < p->size && !p->spawners.head) {
+    if (p->running < p->size && gh__waitq_empty(&p->spawners)) {
         p->running++;
     } else {
         int err = gh__can_block(&h->sched);

@@ -3,7 +3,7 @@
  *
  * Each object belongs to the hub of the tasks that use it, so its state is
  * plain memory: no lock, no atomic operation. A waiting task sits in the
- * object's FIFO list (linked through the task's wq_prev/wq_next) with a small
+ * object's FIFO (a gh__waitq, linked through the task's wq) with a small
  * record on its own stack (sync_wait, reached through t->wait_obj) through
  * which a waker hands it a value or an item directly. A hand-off is decided
  * by the waker, so a woken waiter owns what it was given even if it is killed
@@ -17,67 +17,36 @@
  */
 #include <errno.h>
 #include <limits.h>
-#include <stdlib.h>
 
 #include "hub/hub.h"
+#include "sched/ring.h"
+#include "sched/waitq.h"
 
 /* What a waiting task left on its stack for its waker. */
 typedef struct sync_wait {
-    gh_waiters *list; /* the list the task waits in */
-    void *item;       /* event value / queue item, in either direction */
+    gh__waitq *list; /* the list the task waits in */
+    void *item;      /* event value / queue item, in either direction */
 } sync_wait;
-
-static void sync_list_push(gh_waiters *l, gh_task *t)
-{
-    t->wq_next = NULL;
-    t->wq_prev = l->tail;
-    if (l->tail)
-        l->tail->wq_next = t;
-    else
-        l->head = t;
-    l->tail = t;
-}
-
-static void sync_list_remove(gh_waiters *l, gh_task *t)
-{
-    if (t->wq_prev)
-        t->wq_prev->wq_next = t->wq_next;
-    else
-        l->head = t->wq_next;
-    if (t->wq_next)
-        t->wq_next->wq_prev = t->wq_prev;
-    else
-        l->tail = t->wq_prev;
-    t->wq_prev = t->wq_next = NULL;
-}
-
-/* Take the first waiter off @l; its sync_wait is t->wait_obj. */
-static gh_task *sync_list_pop(gh_waiters *l)
-{
-    gh_task *t = l->head;
-    if (t)
-        sync_list_remove(l, t);
-    return t;
-}
 
 /* Timeout or kill: the hub detaches the task from the list it waits in. */
 static void sync_unlink(gh_task *t)
 {
     sync_wait *w = t->wait_obj;
-    sync_list_remove(w->list, t);
+    gh__waitq_remove(w->list, t);
 }
 
 /*
  * Waiters of @l belong to one hub; a task of another hub (another thread)
  * touching it would be a data race, which is reported where it can be seen.
  */
-static bool sync_same_hub(const gh_waiters *l, const gh_hub *h)
+static bool sync_same_hub(const gh__waitq *l, const gh_hub *h)
 {
-    return !l->head || gh__task_hub(l->head) == h;
+    gh_task *t = gh__waitq_first(l);
+    return !t || gh__task_hub(t) == h;
 }
 
 /* The calling thread's hub for a wait, with the checks every wait makes. */
-static int sync_wait_prepare(const gh_waiters *l, gh_hub **hp)
+static int sync_wait_prepare(const gh__waitq *l, gh_hub **hp)
 {
     gh_hub *h = gh__hub();
     if (!h)
@@ -88,17 +57,17 @@ static int sync_wait_prepare(const gh_waiters *l, gh_hub **hp)
     return gh__can_block(&h->sched);
 }
 
-static int sync_park(gh_hub *h, gh_waiters *l, sync_wait *w, int64_t timeout_ns)
+static int sync_park(gh_hub *h, gh__waitq *l, sync_wait *w, int64_t timeout_ns)
 {
     w->list = l;
-    sync_list_push(l, h->sched.current);
+    gh__waitq_push(l, h->sched.current);
     return gh__task_park(&h->sched, gh__deadline(timeout_ns), sync_unlink, w);
 }
 
 /* A waker may only be on the waiters' thread. */
-static bool sync_waker_ok(const gh_waiters *l)
+static bool sync_waker_ok(const gh__waitq *l)
 {
-    return !l->head || gh__task_hub(l->head) == gh__tls_hub;
+    return sync_same_hub(l, gh__tls_hub);
 }
 
 /* ------------------------------------------------------------- gh_event */
@@ -107,7 +76,7 @@ int gh_event_init(gh_event *ev)
 {
     if (!ev)
         return -EINVAL;
-    ev->waiters.head = ev->waiters.tail = NULL;
+    gh__waitq_init(&ev->waiters);
     ev->value = NULL;
     ev->is_set = 0;
     return 0;
@@ -117,7 +86,7 @@ int gh_event_destroy(gh_event *ev)
 {
     if (!ev)
         return -EINVAL;
-    if (ev->waiters.head)
+    if (!gh__waitq_empty(&ev->waiters))
         return -EBUSY;
     return 0;
 }
@@ -131,7 +100,7 @@ int gh_event_set(gh_event *ev, void *value)
     ev->is_set = 1;
     ev->value = value;
     gh_task *t;
-    while ((t = sync_list_pop(&ev->waiters))) {
+    while ((t = gh__waitq_pop(&ev->waiters))) {
         /* Each waiter keeps the value it was woken with, whatever reset does next. */
         sync_wait *w = t->wait_obj;
         w->item = value;
@@ -182,7 +151,7 @@ int gh_sem_init(gh_sem *sem, unsigned count, unsigned bound)
 {
     if (!sem || (bound && count > bound))
         return -EINVAL;
-    sem->waiters.head = sem->waiters.tail = NULL;
+    gh__waitq_init(&sem->waiters);
     sem->count = count;
     sem->bound = bound;
     return 0;
@@ -192,7 +161,7 @@ int gh_sem_destroy(gh_sem *sem)
 {
     if (!sem)
         return -EINVAL;
-    if (sem->waiters.head)
+    if (!gh__waitq_empty(&sem->waiters))
         return -EBUSY;
     return 0;
 }
@@ -221,7 +190,7 @@ int gh_sem_release(gh_sem *sem)
 {
     if (!sem || !sync_waker_ok(&sem->waiters))
         return -EINVAL;
-    gh_task *t = sync_list_pop(&sem->waiters);
+    gh_task *t = gh__waitq_pop(&sem->waiters);
     if (t) {
         gh__task_wake(t, 0);
         return 0;
@@ -241,15 +210,13 @@ unsigned gh_sem_count(const gh_sem *sem)
 
 int gh_queue_init(gh_queue *q, size_t capacity)
 {
-    if (!q || capacity == 0 || capacity > SIZE_MAX / sizeof(void *))
+    if (!q || capacity == 0)
         return -EINVAL;
-    q->ring = malloc(capacity * sizeof *q->ring);
-    if (!q->ring)
-        return -ENOMEM;
-    q->cap = capacity;
-    q->head = q->len = 0;
-    q->getters.head = q->getters.tail = NULL;
-    q->putters.head = q->putters.tail = NULL;
+    int err = gh__ring_init(&q->ring, capacity);
+    if (err)
+        return err;
+    gh__waitq_init(&q->getters);
+    gh__waitq_init(&q->putters);
     return 0;
 }
 
@@ -257,48 +224,28 @@ int gh_queue_destroy(gh_queue *q)
 {
     if (!q)
         return -EINVAL;
-    if (q->getters.head || q->putters.head)
+    if (!gh__waitq_empty(&q->getters) || !gh__waitq_empty(&q->putters))
         return -EBUSY;
-    free(q->ring);
-    q->ring = NULL;
-    q->cap = q->len = q->head = 0;
+    gh__ring_term(&q->ring);
     return 0;
-}
-
-static void queue_push(gh_queue *q, void *item)
-{
-    size_t tail = q->head + q->len;
-    if (tail >= q->cap)
-        tail -= q->cap;
-    q->ring[tail] = item;
-    q->len++;
-}
-
-static void *queue_pop(gh_queue *q)
-{
-    void *item = q->ring[q->head];
-    if (++q->head == q->cap)
-        q->head = 0;
-    q->len--;
-    return item;
 }
 
 int gh_queue_put(gh_queue *q, void *item, int64_t timeout_ns)
 {
-    if (!q || !q->ring || timeout_ns < GH_FOREVER)
+    if (!q || !q->ring.slots || timeout_ns < GH_FOREVER)
         return -EINVAL;
-    if (q->getters.head) {
+    if (!gh__waitq_empty(&q->getters)) {
         /* Getters wait only on an empty queue: hand the item straight over. */
         if (!sync_waker_ok(&q->getters))
             return -EINVAL;
-        gh_task *t = sync_list_pop(&q->getters);
+        gh_task *t = gh__waitq_pop(&q->getters);
         sync_wait *w = t->wait_obj;
         w->item = item;
         gh__task_wake(t, 0);
         return 0;
     }
-    if (q->len < q->cap) {
-        queue_push(q, item);
+    if (!gh__ring_full(&q->ring)) {
+        gh__ring_push(&q->ring, item);
         return 0;
     }
     gh_hub *h;
@@ -314,17 +261,17 @@ int gh_queue_put(gh_queue *q, void *item, int64_t timeout_ns)
 
 int gh_queue_get(gh_queue *q, void **item, int64_t timeout_ns)
 {
-    if (!q || !q->ring || !item || timeout_ns < GH_FOREVER)
+    if (!q || !q->ring.slots || !item || timeout_ns < GH_FOREVER)
         return -EINVAL;
-    if (q->len) {
+    if (!gh__ring_empty(&q->ring)) {
         if (!sync_waker_ok(&q->putters))
             return -EINVAL;
-        *item = queue_pop(q);
+        *item = gh__ring_pop(&q->ring);
         /* The slot just freed goes to the first waiting putter, in order. */
-        gh_task *t = sync_list_pop(&q->putters);
+        gh_task *t = gh__waitq_pop(&q->putters);
         if (t) {
             sync_wait *w = t->wait_obj;
-            queue_push(q, w->item);
+            gh__ring_push(&q->ring, w->item);
             gh__task_wake(t, 0);
         }
         return 0;
@@ -344,5 +291,5 @@ int gh_queue_get(gh_queue *q, void **item, int64_t timeout_ns)
 
 size_t gh_queue_len(const gh_queue *q)
 {
-    return q ? q->len : 0;
+    return q ? gh__ring_len(&q->ring) : 0;
 }
