@@ -44,12 +44,26 @@ int gh__fd_interest(gh_hub *h, int fd, int events)
     return err;
 }
 
+/*
+ * What a swap carries over for @fd: the directions somebody waits on (and the
+ * wakeup fd). Interest nobody waits on is only the lazy cache gh__fd_ready keeps;
+ * carrying it would let a stale slot refuse the swap: an fd served earlier and
+ * then closed with close() (-EBADF from epoll), or above select's FD_SETSIZE.
+ */
+int gh__fd_carry(const gh_hub *h, int fd)
+{
+    const gh__fdslot *s = &h->fds[fd];
+    if (fd == h->inbox.wake_rfd)
+        return s->interest;
+    return s->interest & ((s->reader ? GH_READ : 0) | (s->writer ? GH_WRITE : 0));
+}
+
 void gh__fd_ready(void *ctx, int fd, int events)
 {
     gh_hub *h = ctx;
 
     if (fd == h->inbox.wake_rfd) {
-        h->wake_pending = true; /* read later: see gh__mainloop */
+        h->wake_pending = true; /* read later: see hub_mainloop in hub.c */
         return;
     }
     if (fd < 0 || fd >= h->nfds)
@@ -135,10 +149,11 @@ int gh__fd_wait(gh_hub *h, int fd, int events, int64_t deadline)
     if (((events & GH_READ) && s->reader) || ((events & GH_WRITE) && s->writer))
         return -EBUSY;
     err = gh__fd_interest(h, fd, s->interest | events);
-    if (err == -EPERM) {
+    if (err == -EPERM && !(h->ops->caps & GH_BACKEND_FILES_READY)) {
         /*
-         * epoll (and libevent on it) refuses regular files and directories,
-         * which poll(2) reports always ready: so does every backend here.
+         * A backend without GH_BACKEND_FILES_READY (epoll, libevent on it)
+         * refuses regular files and directories, which poll(2) reports always
+         * ready: the hub answers for them, so they are ready on every backend.
          */
         err = fd_poll_now(fd, events);
         return err == -ETIMEDOUT ? -EPERM : err;

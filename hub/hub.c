@@ -60,24 +60,10 @@ static int hub_backend_open(const gh_backend_ops *ops, void **state)
     return err;
 }
 
-/* Whether a read after a short read waits first on @ops (see io.c): not on io_uring. */
+/* Whether a read after a short read waits first on @ops (see io/io.c): unless it says not to. */
 static bool hub_read_prewait(const gh_backend_ops *ops)
 {
-    return ops != &gh_backend_io_uring;
-}
-
-/*
- * What a swap carries over for @fd: the directions somebody waits on (and the
- * wakeup fd). Interest nobody waits on is only the lazy cache gh__fd_ready keeps;
- * carrying it would let a stale slot refuse the swap: an fd served earlier and
- * then closed with close() (-EBADF from epoll), or above select's FD_SETSIZE.
- */
-int gh__fd_carry(const gh_hub *h, int fd)
-{
-    const gh__fdslot *s = &h->fds[fd];
-    if (fd == h->inbox.wake_rfd)
-        return s->interest;
-    return s->interest & ((s->reader ? GH_READ : 0) | (s->writer ? GH_WRITE : 0));
+    return !(ops->caps & GH_BACKEND_READ_FIRST);
 }
 
 int gh__hub_swap_backend(gh_hub *h, const gh_backend_ops *ops)

@@ -1,7 +1,7 @@
 /*
  * greenhub_backend.h — the interface between a hub and its I/O backend.
  *
- * A backend is a table of five functions over a private state pointer, in the
+ * A backend is a table of four functions over a private state pointer, in the
  * manner of Redis's ae_epoll.c: it knows nothing of hubs or tasks. The hub
  * tells it which fds it cares about (watch) and asks it to wait (poll); the
  * backend reports readiness through a callback. Everything a backend does goes

@@ -1,9 +1,11 @@
 /*
- * io.c — green fd operations: the trampoline and the socket calls built on it.
+ * io.c — green fd operations: read, write, listen, accept, connect, and the
+ * steps every green fd call shares (io.h).
  *
- * Each call tries the syscall first and parks the task only on EAGAIN, as
- * eventlet's green sockets do. At most one task waits per direction per fd;
- * interest stays with the backend after a wake (see gh__fd_ready in hub.c).
+ * Each call tries the syscall first and parks the task only on EAGAIN
+ * (gh__fd_wait in hub/fd.c), as eventlet's green sockets do. At most one
+ * task waits per direction per fd; interest stays with the backend after a
+ * wake (see gh__fd_ready in hub/fd.c).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -81,7 +83,8 @@ int gh__io_retry(gh_hub *h, int fd, int events, int64_t timeout_ns, int64_t dead
  * mark (gh__fd_ready), so data that came while its task was busy is read at
  * once, not after a re-registration and another poll.
  * Datagram sockets and other fds keep read-first: one short read says
- * nothing about the next datagram. So does io_uring (hub->read_prewait):
+ * nothing about the next datagram. So does a backend that declares
+ * GH_BACKEND_READ_FIRST, io_uring (hub->read_prewait):
  * its one-shot polls make each wait cost a re-arm in the ring, and echo
  * round trips fell from 0.85x to 0.55x a raw epoll loop with the wait
  * first, where epoll, poll, select, libev and libevent rose to 0.97-1.0x.

@@ -1,8 +1,8 @@
 /*
  * resolve.h — internals of resolve.c (gh_getaddrinfo's helper threads).
  */
-#ifndef GH_HUB_RESOLVE_H
-#define GH_HUB_RESOLVE_H
+#ifndef GH_IO_RESOLVE_H
+#define GH_IO_RESOLVE_H
 
 struct addrinfo;
 
@@ -15,4 +15,4 @@ typedef int (*gh__getaddrinfo_fn)(const char *host, const char *service,
  */
 extern gh__getaddrinfo_fn gh__resolve_getaddrinfo;
 
-#endif /* GH_HUB_RESOLVE_H */
+#endif /* GH_IO_RESOLVE_H */

@@ -1,7 +1,7 @@
 /*
  * sync_test.c — hub-local synchronisation: gh_event, gh_sem, gh_queue.
  *
- * Every behaviour and error path of sched/sync.c: values and FIFO hand-off,
+ * Every behaviour and error path of sync/sync.c: values and FIFO hand-off,
  * timeouts (never early), kill, -EPERM from a timer callback, -EDEADLK for a
  * root that would wait forever, -EBUSY on destroy. Runs under the plain
  * build, ASan and TSan. Every test ends with a clean gh_hub_close().
