@@ -38,11 +38,11 @@
 #include "bench/bench.h"
 #include "greenhub.h"
 
-#define N_ACTIVE 64
-#define N_IDLE 1000
-#define MSG 64
-#define WARMUP_NS (100 * 1000000LL)
-#define SEGMENTS 5
+#define N_ACTIVE   64
+#define N_IDLE     1000
+#define MSG        64
+#define WARMUP_NS  (100 * 1000000LL)
+#define SEGMENTS   5
 #define SEGMENT_NS (250 * 1000000LL)
 
 /* ------------------------------------------------ the greenhub server */
@@ -228,7 +228,8 @@ typedef struct clients {
     int got[N_ACTIVE];
 } clients;
 
-static const char client_msg[MSG] = "greenhub echo round trip .......................................";
+static const char client_msg[MSG] =
+    "greenhub echo round trip .......................................";
 
 static int client_connect(int port)
 {
@@ -342,8 +343,8 @@ static bool measure_row(const char *backend, int idle, clients *rc, double *gh_r
     for (;;) {
         gh_hub_stats st;
         gh_hub_get_stats(s.hub, &st);
-        if (atomic_load(&s.einval) || (atomic_load(&s.accepted) == c.n &&
-                                       st.fd_waiters >= (uint64_t)c.n + 1))
+        if (atomic_load(&s.einval) ||
+            (atomic_load(&s.accepted) == c.n && st.fd_waiters >= (uint64_t)c.n + 1))
             break;
         sleep_ms(1);
     }
@@ -410,11 +411,10 @@ int main(void)
             snprintf(m, sizeof m, "%s, %d active%s", names[b], N_ACTIVE,
                      idle ? " + 1000 idle" : "");
             if (!ok[b])
-                bench_row_na(m, "n/a (fd >= FD_SETSIZE)", "raw epoll echo loop", ref[b], "/s",
-                             "");
+                bench_row_na(m, "n/a (fd >= FD_SETSIZE)", "raw epoll echo loop", ref[b], "/s", "");
             else
-                bench_row(m, rate[b], "/s", "raw epoll echo loop", ref[b], "/s",
-                          rate[b] / ref[b], "", "");
+                bench_row(m, rate[b], "/s", "raw epoll echo loop", ref[b], "/s", rate[b] / ref[b],
+                          "", "");
         }
     }
     printf("\nratio = greenhub / raw epoll, each row against the reference segments taken in "

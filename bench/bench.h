@@ -123,14 +123,14 @@ static inline void bench_row_na(const char *measure, const char *why, const char
     fflush(stdout);
 }
 
-#define BENCH_CHECK(cond, ...)                                                               \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            fprintf(stderr, "bench: %s:%d: ", __FILE__, __LINE__);                           \
-            fprintf(stderr, __VA_ARGS__);                                                    \
-            fprintf(stderr, "\n");                                                           \
-            exit(1);                                                                         \
-        }                                                                                    \
+#define BENCH_CHECK(cond, ...)                                                                     \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "bench: %s:%d: ", __FILE__, __LINE__);                                 \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+            exit(1);                                                                               \
+        }                                                                                          \
     } while (0)
 
 #endif /* GH_BENCH_BENCH_H */

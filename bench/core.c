@@ -35,7 +35,7 @@ typedef struct {
 transfer_t jump_fcontext(fcontext_t const to, void *vp);
 fcontext_t make_fcontext(void *sp, size_t size, void (*fn)(transfer_t));
 
-#define REPS 7
+#define REPS        7
 #define STACK_BYTES (64 * 1024)
 
 static void *stack_alloc(size_t n)
@@ -200,7 +200,7 @@ static double bench_fc_spawn(long n)
 
 /* ------------------------------------------------------------ timers */
 
-#define NTIMERS 1000000
+#define NTIMERS         1000000
 #define TIMER_WINDOW_NS 1000000 /* deadlines spread over the next millisecond */
 
 static int64_t *timer_offsets; /* the same random deadlines for both libraries */

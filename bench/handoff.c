@@ -78,9 +78,9 @@ typedef struct ref_queue {
     bool ring_mode;
     pthread_mutex_t lock;
     pthread_cond_t not_empty;
-    ref_node *ring;             /* ring mode: slots (next unused) */
-    uint64_t head, tail;        /* ring mode: pop at head, push at tail */
-    ref_node *first, *last;     /* list mode */
+    ref_node *ring;         /* ring mode: slots (next unused) */
+    uint64_t head, tail;    /* ring mode: pop at head, push at tail */
+    ref_node *first, *last; /* list mode */
     bool consumer_waiting;
     bool stop;
     pthread_t thread;
@@ -181,7 +181,7 @@ static void ref_stop(ref_queue *q)
 typedef struct producer {
     pthread_t thread;
     pthread_barrier_t *go;
-    gh_hub *hub;     /* greenhub target, or NULL for the reference */
+    gh_hub *hub; /* greenhub target, or NULL for the reference */
     ref_queue *ref;
     long n;
     int64_t start;
@@ -335,19 +335,17 @@ int main(void)
         double g = bench_median(tp[shape][0], TP_REPS);
         for (int k = 0; k < 2; k++) {
             double f = bench_median(tp[shape][k + 1], TP_REPS);
-            bench_row(shape == 0 ? "throughput, 1 producer -> 1 hub"
-                                 : "throughput, 2 producers -> 1 hub",
-                      g, "/s", refs[k].name, f, "/s", g / f, ">= 2.00x",
-                      g / f >= 2.0 ? "ok" : "MISS");
+            bench_row(
+                shape == 0 ? "throughput, 1 producer -> 1 hub" : "throughput, 2 producers -> 1 hub",
+                g, "/s", refs[k].name, f, "/s", g / f, ">= 2.00x", g / f >= 2.0 ? "ok" : "MISS");
         }
     }
     for (int k = 0; k < 2; k++)
-        bench_row("wake-up latency of a sleeping hub, p50", p50[0], "us", refs[k].name,
-                  p50[k + 1], "us", p50[0] / p50[k + 1], "<= 1.00x",
-                  p50[0] <= p50[k + 1] ? "ok" : "MISS");
+        bench_row("wake-up latency of a sleeping hub, p50", p50[0], "us", refs[k].name, p50[k + 1],
+                  "us", p50[0] / p50[k + 1], "<= 1.00x", p50[0] <= p50[k + 1] ? "ok" : "MISS");
     for (int k = 0; k < 2; k++)
-        bench_row("wake-up latency of a sleeping hub, p99", p99[0], "us", refs[k].name,
-                  p99[k + 1], "us", p99[0] / p99[k + 1], "", "");
+        bench_row("wake-up latency of a sleeping hub, p99", p99[0], "us", refs[k].name, p99[k + 1],
+                  "us", p99[0] / p99[k + 1], "", "");
     printf("\nratio = greenhub / reference (throughput: higher is better; latency: lower is "
            "better).\nEach greenhub handoff becomes a green task (a task struct, a stack, a "
            "context); a reference item is a call.\nhub counters: %llu handoffs in, %llu "

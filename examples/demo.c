@@ -25,7 +25,7 @@
 #include "greenhub.h"
 
 #define MAX_HUBS 64
-#define MSG 64
+#define MSG      64
 
 /* ---------------------------------------------------------- the server */
 
@@ -127,7 +127,7 @@ static void shutdown_task(void *arg)
 typedef struct client_run {
     int port, connections;
     int64_t seconds_ns;
-    int ready;        /* clients connected (or failed): timing starts when all are */
+    int ready;               /* clients connected (or failed): timing starts when all are */
     int64_t start, deadline; /* 0 until then */
     unsigned long round_trips, mismatches, failures;
 } client_run;
@@ -256,8 +256,7 @@ int main(int argc, char **argv)
     }
 
     /* Mixed backends: as many different ones as there are hubs (those this kernel allows). */
-    static const char *const order[] = {"epoll", "io_uring", "poll", "libev", "select",
-                                        "libevent"};
+    static const char *const order[] = {"epoll", "io_uring", "poll", "libev", "select", "libevent"};
     const char *usable[6];
     int nusable = 0;
     for (int i = 0; i < 6; i++)

@@ -17,6 +17,7 @@
  *   (--port 0 picks a free port; the port is printed as "listening on port P")
  */
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -24,7 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #include "greenhub.h"
@@ -40,9 +40,9 @@ typedef struct conn {
 typedef struct hub_ctx {
     int index;
     gh_hub *hub;
-    int lfd;          /* this hub's listener, or -1 */
-    int closing;      /* the shutdown task ran: new connections are closed at once */
-    conn *conns;      /* open connections of this hub */
+    int lfd;     /* this hub's listener, or -1 */
+    int closing; /* the shutdown task ran: new connections are closed at once */
+    conn *conns; /* open connections of this hub */
     unsigned long served;
 } hub_ctx;
 

@@ -148,8 +148,7 @@ int main(int argc, char **argv)
     socklen_t len = sizeof sin;
     if (getsockname(listen_fd, (struct sockaddr *)&sin, &len) == 0)
         port = ntohs(sin.sin_port);
-    printf("server socket listening on port %d (backend %s)\n", port,
-           gh_hub_backend(gh_get_hub()));
+    printf("server socket listening on port %d (backend %s)\n", port, gh_hub_backend(gh_get_hub()));
     fflush(stdout);
 
     gh_spawn_n(stopper, NULL);

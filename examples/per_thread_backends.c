@@ -23,10 +23,10 @@
 #include "greenhub.h"
 
 #define NHUBS 6
-#define LAPS 3
+#define LAPS  3
 
-static const char *const wanted[NHUBS] = {"epoll", "poll", "select", "io_uring", "libev",
-                                          "libevent"};
+static const char *const wanted[NHUBS] = {"epoll",    "poll",  "select",
+                                          "io_uring", "libev", "libevent"};
 static gh_hub *hubs[NHUBS];
 static gh_xevent finished;
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;

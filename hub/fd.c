@@ -210,4 +210,3 @@ int gh_close(int fd)
     }
     return close(fd) == 0 ? 0 : -errno;
 }
-

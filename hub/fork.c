@@ -43,8 +43,8 @@ void gh__hub_after_fork(gh_hub *h)
     void *state = NULL;
     err = h->ops->init(&state);
     if (err) {
-        fprintf(stderr, "greenhub: forked child keeps its parent's %s instance: %s\n",
-                h->ops->name, gh_strerror(err));
+        fprintf(stderr, "greenhub: forked child keeps its parent's %s instance: %s\n", h->ops->name,
+                gh_strerror(err));
         return;
     }
     /* The parent's instance is abandoned, never told (see the top). */

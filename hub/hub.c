@@ -256,8 +256,8 @@ gh_hub *gh__hub(void)
 bool gh__hub_idle(const gh_hub *h)
 {
     gh__inbox *in = (gh__inbox *)&h->inbox;
-    return h->sched.live_tasks == 0 && h->cb_timers == 0 && h->fd_waiters == 0 && h->xwaiters == 0 &&
-           atomic_load(&in->head) == in->tail && gh__inbox_no_producers(in);
+    return h->sched.live_tasks == 0 && h->cb_timers == 0 && h->fd_waiters == 0 &&
+           h->xwaiters == 0 && atomic_load(&in->head) == in->tail && gh__inbox_no_producers(in);
 }
 
 /* ------------------------------------------------------------- MAINLOOP */
@@ -265,8 +265,8 @@ bool gh__hub_idle(const gh_hub *h)
 /* The root blocks and nothing can ever wake it: no task ready, timer, fd or other thread. */
 static bool hub_deadlocked(const gh_hub *h)
 {
-    return h->sched.root.state == GH__TASK_BLOCKED && !h->in_run && !h->runtime && !h->sched.rq_head &&
-           h->sched.timers.len == 0 && h->fd_waiters == 0 && h->xwaiters == 0;
+    return h->sched.root.state == GH__TASK_BLOCKED && !h->in_run && !h->runtime &&
+           !h->sched.rq_head && h->sched.timers.len == 0 && h->fd_waiters == 0 && h->xwaiters == 0;
 }
 
 static int64_t hub_poll_timeout(gh_hub *h)
@@ -283,9 +283,8 @@ static int64_t hub_poll_timeout(gh_hub *h)
         return 0;
     }
     /* Stopping, not drained yet: a producer may still be mid-post; look again soon. */
-    int64_t cap = h->runtime && atomic_load_explicit(&h->stop_requested, memory_order_relaxed)
-                      ? GH_MSEC
-                      : -1;
+    int64_t cap =
+        h->runtime && atomic_load_explicit(&h->stop_requested, memory_order_relaxed) ? GH_MSEC : -1;
     gh_timer *t = gh__timer_peek(&h->sched.timers);
     if (!t)
         return cap;

@@ -40,7 +40,7 @@ typedef struct gh__hub_stats_atomic {
 } gh__hub_stats_atomic;
 
 struct gh_hub {
-    gh__sched sched; /* first: a task's sched pointer is its hub's address */
+    gh__sched sched;   /* first: a task's sched pointer is its hub's address */
     uint32_t xwaiters; /* tasks blocked on other threads */
     bool main_started;
     bool in_run; /* the root is inside gh_hub_run */
@@ -63,17 +63,17 @@ struct gh_hub {
     gh__fdslot *fds;
     int nfds;
     uint32_t fd_waiters;
-    bool read_prewait;        /* a read after a short read waits first (io.c) */
-    uint32_t poll_failed;     /* backend poll failures; the first one is reported */
+    bool read_prewait;    /* a read after a short read waits first (io.c) */
+    uint32_t poll_failed; /* backend poll failures; the first one is reported */
 
     /* cross-thread */
     gh__inbox inbox;
-    bool wake_pending;        /* the wakeup fd fired; MAINLOOP reads it after the batch runs */
-    gh_runtime *runtime;      /* non-NULL for a runtime's hub */
+    bool wake_pending;   /* the wakeup fd fired; MAINLOOP reads it after the batch runs */
+    gh_runtime *runtime; /* non-NULL for a runtime's hub */
     int runtime_index;
     atomic_bool stop_requested;
-    bool killed_all;          /* kill_all acted on */
-    bool retired;             /* only the tombstone is left */
+    bool killed_all; /* kill_all acted on */
+    bool retired;    /* only the tombstone is left */
 
     gh__hub_stats_atomic stats;
 };

@@ -37,7 +37,7 @@ struct gh__msg_pool {
     void **slabs;                /* every slab, so the pool can be reached (and found by LSan) */
     size_t nslabs, capslabs;
     gh__msg_pool *orphan_next;
-    gh__msg_pool *all_next;      /* every pool ever made, for gh__inbox_no_producers */
+    gh__msg_pool *all_next; /* every pool ever made, for gh__inbox_no_producers */
     /*
      * The inbox the owner is posting a SPAWN into, between its check of
      * closed and its push (else NULL). It replaces a shared producer count:
@@ -145,8 +145,7 @@ static void pool_return(gh__msg_pool *pool, gh__msg *first, gh__msg *last)
     do {
         atomic_store_explicit(&last->next, head, memory_order_relaxed);
     } while (!atomic_compare_exchange_weak_explicit(&pool->returned, &head, first,
-                                                    memory_order_release,
-                                                    memory_order_relaxed));
+                                                    memory_order_release, memory_order_relaxed));
 }
 
 void gh__msg_free(gh__msg *m)
@@ -397,7 +396,7 @@ bool gh__inbox_run(gh_hub *h)
     bool more = false;
     msg_returns ret = {0};
 
-    for (int budget = INBOX_BATCH; (m = gh__inbox_pop(&h->inbox)); ) {
+    for (int budget = INBOX_BATCH; (m = gh__inbox_pop(&h->inbox));) {
         if (m->kind == GH__MSG_SPAWN) {
             /* A task struct cannot be had: keep the message for the next iteration. */
             if (!gh__task_spawn(&h->sched, m->fn, m->arg, false, 0)) {

@@ -30,16 +30,16 @@ typedef struct gh__msg {
     int result;
     uint32_t park_seq;
     void (*fn)(void *);
-    void *arg;          /* SPAWN: fn's argument; WAKE: the task */
+    void *arg; /* SPAWN: fn's argument; WAKE: the task */
 } gh__msg;
 
 /* Hub state bits for the sleeping hand-shake. */
 enum { GH__INBOX_AWAKE = 0, GH__INBOX_SLEEPING = 1, GH__INBOX_NOTIFIED = 2 };
 
 typedef struct gh__inbox {
-    _Atomic(gh__msg *) head;   /* producers exchange here */
+    _Atomic(gh__msg *) head; /* producers exchange here */
     char pad0[64 - sizeof(void *)];
-    gh__msg *tail;             /* the hub pops here */
+    gh__msg *tail; /* the hub pops here */
     gh__msg stub;
     char pad1[64];
     /*
@@ -49,8 +49,8 @@ typedef struct gh__inbox {
     atomic_bool closed;        /* refusing new handoffs, for good */
     _Atomic int wakes_posting; /* WAKE posts between their push and their wake-up check */
     char pad2[64 - sizeof(atomic_bool) - sizeof(int)];
-    _Atomic int sleep_state;   /* GH__INBOX_* */
-    int wake_rfd, wake_wfd;    /* eventfd: both the same fd; pipe: read and write ends */
+    _Atomic int sleep_state; /* GH__INBOX_* */
+    int wake_rfd, wake_wfd;  /* eventfd: both the same fd; pipe: read and write ends */
     char pad3[64 - 3 * sizeof(int)];
 } gh__inbox;
 
@@ -82,7 +82,8 @@ bool gh__inbox_closed(gh__inbox *in);
 int gh__inbox_after_fork(gh__inbox *in);
 /* In a forked child: the pools' lock and posting marks, as if no other thread ever ran. */
 void gh__msg_pools_after_fork(void);
-/* Thread exit: orphan the calling thread's message pool for the next thread (nodes in flight keep it alive). */
+/* Thread exit: orphan the calling thread's message pool for the next thread (nodes in flight keep
+ * it alive). */
 void gh__msg_pool_thread_exit(void);
 
 #endif /* GH_HUB_INBOX_H */

@@ -24,13 +24,13 @@ struct gh_runtime {
     size_t stack_size;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    int started;       /* threads that made their hub (or failed) */
-    int finished;      /* threads whose hub drained */
+    int started;  /* threads that made their hub (or failed) */
+    int finished; /* threads whose hub drained */
     int start_err;
-    bool stopped;      /* gh_runtime_stop called */
-    bool stop_over;    /* ... and every thread joined: stop_result is final */
+    bool stopped;   /* gh_runtime_stop called */
+    bool stop_over; /* ... and every thread joined: stop_result is final */
     int stop_result;
-    bool *done;        /* per hub: drained */
+    bool *done; /* per hub: drained */
 };
 
 typedef struct rt_start {
@@ -323,8 +323,7 @@ static void call_run(void *arg)
     gh__call_run(arg);
 }
 
-int gh_call_on(gh_hub *target, void *(*fn)(void *), void *arg, void **result,
-               int64_t timeout_ns)
+int gh_call_on(gh_hub *target, void *(*fn)(void *), void *arg, void **result, int64_t timeout_ns)
 {
     if (!target)
         return -EINVAL;

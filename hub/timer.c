@@ -180,8 +180,8 @@ gh_timer *gh_call_repeatedly(int64_t interval_ns, void (*cb)(void *), void *arg)
 
 int gh_timer_cancel(gh_timer *t)
 {
-    if (!t || !(t->flags & GH__TIMER_HANDLE) || (t->flags & GH__TIMER_DEAD) ||
-        !gh__tls_hub || t->sched != &gh__tls_hub->sched)
+    if (!t || !(t->flags & GH__TIMER_HANDLE) || (t->flags & GH__TIMER_DEAD) || !gh__tls_hub ||
+        t->sched != &gh__tls_hub->sched)
         return -EINVAL;
     gh_hub *h = gh__tls_hub;
     int pending = !(t->flags & GH__TIMER_FIRED);

@@ -31,8 +31,8 @@ void gh__ctx_make(gh__ctx *ctx, void *stack_lo, size_t size, void (*entry)(void 
 {
     uintptr_t top = ((uintptr_t)stack_lo + size) & ~(uintptr_t)15;
     uint64_t *frame = (uint64_t *)top - SLOT_COUNT;
-    uint32_t mxcsr = 0x1f80;   /* ABI default: all exceptions masked, round to nearest */
-    uint16_t fpucw = 0x037f;   /* ABI default x87 control word */
+    uint32_t mxcsr = 0x1f80; /* ABI default: all exceptions masked, round to nearest */
+    uint16_t fpucw = 0x037f; /* ABI default x87 control word */
 
     memset(frame, 0, SLOT_COUNT * sizeof *frame);
     frame[SLOT_R12] = (uint64_t)(uintptr_t)entry;

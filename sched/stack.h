@@ -13,14 +13,14 @@
 #define GH__STACK_MIN     ((size_t)16 * 1024)
 
 typedef struct gh__stack {
-    void *map;      /* start of the mapping (the guard page when guarded) */
-    size_t maplen;  /* whole mapping */
-    void *lo;       /* lowest usable byte; the canary lives here */
-    size_t size;    /* usable bytes, lo .. lo + size */
-    bool guarded;   /* a PROT_NONE page sits just below lo */
+    void *map;     /* start of the mapping (the guard page when guarded) */
+    size_t maplen; /* whole mapping */
+    void *lo;      /* lowest usable byte; the canary lives here */
+    size_t size;   /* usable bytes, lo .. lo + size */
+    bool guarded;  /* a PROT_NONE page sits just below lo */
     struct gh__stack *next_cached;
-    void *tsan_fiber;    /* TSan builds: the fiber of the tasks that run on it (task.c) */
-    unsigned tsan_uses;  /* tasks it has served */
+    void *tsan_fiber;   /* TSan builds: the fiber of the tasks that run on it (task.c) */
+    unsigned tsan_uses; /* tasks it has served */
 } gh__stack;
 
 /* A per-hub cache of free stacks of one size. */

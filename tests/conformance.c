@@ -406,9 +406,9 @@ static unsigned char pattern(size_t i, unsigned seed)
 typedef struct stream {
     int fd;
     unsigned seed;
-    ssize_t result;  /* writer: gh_write_all's result; reader: bytes checked, or errno */
+    ssize_t result; /* writer: gh_write_all's result; reader: bytes checked, or errno */
     int mismatch;
-    int eof_after;   /* reader: the read after BIG bytes returned 0 */
+    int eof_after; /* reader: the read after BIG bytes returned 0 */
 } stream;
 
 static void stream_writer(void *arg)
@@ -850,7 +850,8 @@ static int tp_poll(void *state, int64_t timeout_ns, gh_backend_ready_fn ready, v
             ev = interest;
         else
             ev = (((fired[k].revents & POLLIN) ? GH_READ : 0) |
-                  ((fired[k].revents & POLLOUT) ? GH_WRITE : 0)) & interest;
+                  ((fired[k].revents & POLLOUT) ? GH_WRITE : 0)) &
+                 interest;
         if (ev) {
             ready(ctx, fired[k].fd, ev);
             reported++;
@@ -993,14 +994,14 @@ enum { SW_PIPES = 3, SW_SLEEPERS = 4, SW_TIMERS = 3 };
 #define SW_STEP (25 * GH_MSEC)
 
 typedef struct swap_event {
-    int64_t due;   /* when its trigger is due */
-    int64_t woke;  /* when the task (or timer) saw it; 0 = not yet */
+    int64_t due;  /* when its trigger is due */
+    int64_t woke; /* when the task (or timer) saw it; 0 = not yet */
     int result;
 } swap_event;
 
 typedef struct swap_ctx {
     int pipes[SW_PIPES][2];
-    int full[2];       /* a pipe kept full; a writer waits on it */
+    int full[2]; /* a pipe kept full; a writer waits on it */
     int sock_c, sock_s;
     swap_event pipe_ev[SW_PIPES], sock_ev, full_ev, sleep_ev[SW_SLEEPERS], timer_ev[SW_TIMERS];
     int64_t sleep_ms[SW_SLEEPERS];

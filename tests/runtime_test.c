@@ -799,8 +799,7 @@ static void *ping(void *arg)
     pingpong *p = arg;
     for (uintptr_t i = 0; i < PINGPONG_N; i++) {
         void *v = NULL;
-        if (gh_call_on(p->other, pong, (void *)i, &v, 30 * GH_SEC) != 0 ||
-            v != (void *)(i + 1))
+        if (gh_call_on(p->other, pong, (void *)i, &v, 30 * GH_SEC) != 0 || v != (void *)(i + 1))
             p->errors++;
         else
             p->rounds++;
@@ -905,8 +904,7 @@ static void *mid_produce(void *arg)
         if (r == 0) {
             p->accepted++;
             atomic_fetch_add(&mid_accepted, 1);
-        }
-        else if (r == -ESHUTDOWN) {
+        } else if (r == -ESHUTDOWN) {
             p->refused++;
             sleep_ns(20 * GH_USEC); /* keep calling, but leave the 2 cores to the drain */
         } else {

@@ -31,7 +31,7 @@
 #ifndef __has_feature
 #define __has_feature(x) 0
 #endif
-#if defined(__SANITIZE_THREAD__) || __has_feature(thread_sanitizer) || \
+#if defined(__SANITIZE_THREAD__) || __has_feature(thread_sanitizer) ||                             \
     defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
 #define ROUNDS 1500
 #define REMOTE 20000
@@ -40,7 +40,7 @@
 #define REMOTE 200000
 #endif
 #define MAX_TASKS (ROUNDS * 64)
-#define HELD 64
+#define HELD      64
 
 enum kind { K_RETURN, K_YIELD, K_SLEEP, K_EVENT, K_SPAWN, K_KINDS };
 
@@ -203,9 +203,9 @@ static void test_sched_stress(void **state)
             assert_true(rc == 0 || rc == -ENOENT);
             timers[ti] = NULL;
         } else {
-            timers[ti] = rnd(2) ? gh_call_after((int64_t)rnd(300) * GH_USEC, timer_cb, NULL)
-                                : gh_call_repeatedly((1 + (int64_t)rnd(5)) * 50 * GH_USEC,
-                                                     timer_cb, NULL);
+            timers[ti] =
+                rnd(2) ? gh_call_after((int64_t)rnd(300) * GH_USEC, timer_cb, NULL)
+                       : gh_call_repeatedly((1 + (int64_t)rnd(5)) * 50 * GH_USEC, timer_cb, NULL);
             assert_non_null(timers[ti]);
         }
         if (rnd(8) == 0 && gh_event_set(&ev, NULL) == 0)
@@ -237,8 +237,8 @@ static void test_sched_stress(void **state)
     }
     gh_hub_stats st;
     gh_hub_get_stats(h, &st);
-    print_message("%d tasks, %d handoffs, %d timer firings, %d event sets, %llu switches\n",
-                  nrecs, atomic_load(&remote_ran), timer_fired, event_sets,
+    print_message("%d tasks, %d handoffs, %d timer firings, %d event sets, %llu switches\n", nrecs,
+                  atomic_load(&remote_ran), timer_fired, event_sets,
                   (unsigned long long)st.switches);
     assert_int_equal(bad, 0);
     assert_int_equal(not_started, 0);

@@ -44,7 +44,7 @@ const char *__ubsan_default_options(void)
 #define STACK_BYTES 262144 /* the default task stack */
 
 typedef struct child_result {
-    int status;    /* from waitpid */
+    int status;     /* from waitpid */
     char err[4096]; /* the child's whole stderr */
     uint64_t task_id;
     int have_id;

@@ -114,8 +114,8 @@ static void test_task_fifo_order(void **state)
 #define CHAIN_N 16
 
 typedef struct chain_rec {
-    gh_task *handle;   /* set by the spawner; NULL for gh_spawn_n tasks */
-    gh_task *seen;     /* gh_current() inside the task */
+    gh_task *handle; /* set by the spawner; NULL for gh_spawn_n tasks */
+    gh_task *seen;   /* gh_current() inside the task */
     uint64_t seen_id;
     int order;
     int block_rc;
@@ -812,8 +812,7 @@ static void test_task_hub_freed_at_thread_exit(void **state)
         assert_int_equal(e.finished, 20);
         assert_int_equal(e.never_ran, 0);
         /* 50 task stacks and MAINLOOP's were live inside (when guards are in budget). */
-        assert_true(e.guarded_inside >= before + 51 ||
-                    gh__stack_guard_budget() < before + 51);
+        assert_true(e.guarded_inside >= before + 51 || gh__stack_guard_budget() < before + 51);
         assert_int_equal(gh__stack_guarded_live(), before);
     }
     /* Stacks unmapped, not merely forgotten (a little slack for the allocator). */

@@ -48,8 +48,9 @@ static inline bool wait_at_least_ulong(atomic_ulong *v, unsigned long want, int6
     return true;
 }
 
-#define wait_at_least(v, want, timeout_ns)                                                     \
-    _Generic((v), atomic_int *: wait_at_least_int, atomic_ulong *: wait_at_least_ulong)(      \
-        (v), (want), (timeout_ns))
+#define wait_at_least(v, want, timeout_ns)                                                         \
+    _Generic((v), atomic_int *                                                                     \
+             : wait_at_least_int, atomic_ulong *                                                   \
+             : wait_at_least_ulong)((v), (want), (timeout_ns))
 
 #endif /* GH_TESTS_TEST_UTIL_H */

@@ -125,9 +125,9 @@ static void test_wakeup_pipe_is_used(void **state)
 
 /* ------------------------------------------------------------ storm */
 
-#define PRODUCERS 4
+#define PRODUCERS    4
 #define PER_PRODUCER 25000
-#define TOTAL (PRODUCERS * PER_PRODUCER)
+#define TOTAL        (PRODUCERS * PER_PRODUCER)
 
 static _Atomic uint64_t bits[(TOTAL + 63) / 64];
 static atomic_ulong storm_ran, doubles;
