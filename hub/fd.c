@@ -10,26 +10,62 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "hub/hub.h"
 
-int gh__fd_slot_reserve(gh_hub *h, int fd)
+/* Drop what the hub cached about an older file of @fd's number (a gh_close elsewhere). */
+static void fd_slot_reset(gh_hub *h, int fd, uint32_t gen)
 {
-    if (fd < h->nfds)
-        return 0;
-    int n = h->nfds ? h->nfds : 64;
-    while (n <= fd)
-        n *= 2;
-    gh__fdslot *fds = realloc(h->fds, (size_t)n * sizeof *fds);
+    gh__fdslot *s = &h->fds[fd];
+    if (s->interest)
+        gh__fd_interest(h, fd, 0); /* a backend that keys by number must not keep it */
+    s->interest = 0;
+    s->nonblock_known = false;
+    s->kind = GH__FD_UNKNOWN;
+    s->drained = false;
+    s->gen = gen;
+}
+
+/* Grow the slot array to hold @fd: only for an fd the kernel knows, never overflowing. */
+static int fd_slots_grow(gh_hub *h, int fd)
+{
+    if (fcntl(fd, F_GETFD) < 0 && errno == EBADF)
+        return -EBADF; /* before any allocation: fd 1 << 30 costs nothing */
+    size_t n = h->nfds ? (size_t)h->nfds : 64;
+    while (n <= (size_t)fd)
+        n *= 2; /* size_t: fd <= INT_MAX, so n <= 2^31 */
+    if (n > (size_t)INT_MAX)
+        n = (size_t)INT_MAX; /* slots 0 .. INT_MAX - 1; fd INT_MAX cannot be open */
+    if ((size_t)fd >= n)
+        return -EBADF;
+    gh__fdslot *fds = realloc(h->fds, n * sizeof *fds);
     if (!fds)
         return -ENOMEM;
-    memset(fds + h->nfds, 0, (size_t)(n - h->nfds) * sizeof *fds);
+    memset(fds + h->nfds, 0, (n - (size_t)h->nfds) * sizeof *fds);
     h->fds = fds;
-    h->nfds = n;
+    h->nfds = (int)n;
+    return 0;
+}
+
+int gh__fd_slot_reserve(gh_hub *h, int fd)
+{
+    if (__builtin_expect(fd >= h->nfds, 0)) {
+        int err = fd_slots_grow(h, fd);
+        if (err)
+            return err;
+        if (!gh__fdent_make(fd))
+            return -ENOMEM;
+    }
+    uint32_t gen = gh__fd_gen(fd);
+    if (__builtin_expect(h->fds[fd].gen != gen, 0))
+        fd_slot_reset(h, fd, gen);
     return 0;
 }
 
@@ -39,9 +75,17 @@ int gh__fd_interest(gh_hub *h, int fd, int events)
     if (s->interest == events)
         return 0;
     int err = h->ops->watch(h->bstate, fd, s->interest, events);
-    if (err == 0)
-        s->interest = (uint8_t)events;
-    return err;
+    if (err)
+        return err;
+    /* The process-wide table knows which hubs a gh_close must reach (fdtable.c). */
+    gh__fdent *e = gh__fdent_find(fd);
+    uint64_t bit = gh__hub_bit(h);
+    if (e && !s->interest)
+        atomic_fetch_or(&e->hubs, bit);
+    else if (e && !events && bit != (uint64_t)1 << 63) /* bit 63 is shared */
+        atomic_fetch_and(&e->hubs, ~bit);
+    s->interest = (uint8_t)events;
+    return 0;
 }
 
 /*
@@ -188,25 +232,163 @@ int gh_trampoline(int fd, int events, int64_t timeout_ns)
     return gh__fd_wait(h, fd, events, gh__deadline(timeout_ns));
 }
 
+/* ------------------------------------------------------------ gh_close */
+
+/* Wake @h's waiters on @fd with -EBADF and make its backend forget @fd. */
+static void fd_forget(gh_hub *h, int fd)
+{
+    if (fd >= h->nfds)
+        return;
+    gh__fdslot *s = &h->fds[fd];
+    if (s->reader)
+        gh__task_wake_detach(s->reader, -EBADF);
+    if (s->writer)
+        gh__task_wake_detach(s->writer, -EBADF);
+    fd_slot_reset(h, fd, gh__fd_gen(fd));
+}
+
+/*
+ * A close that other hubs' backends must hear of first. Each such hub runs
+ * fd_close_call on its own thread; the last one wakes the closer, which
+ * then closes the fd. A closer that cannot wait (a timer or watcher
+ * callback on MAINLOOP) leaves the close itself to the last hub.
+ */
+typedef struct fd_close {
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* a plain thread closing waits here */
+    int fd;
+    int pending;      /* hubs still to forget the fd */
+    bool closer_left; /* the last hub closes the fd and frees this */
+    /* A task closing waits green: the last hub posts @wake to it. */
+    gh_hub *hub;
+    gh_task *task;
+    gh__msg *wake;
+    uint32_t seq;
+} fd_close;
+
+static void fd_close_free(fd_close *c)
+{
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->cond);
+    free(c);
+}
+
+static int fd_close_count(void *arg, int n)
+{
+    fd_close *c = arg;
+    pthread_mutex_lock(&c->lock);
+    c->pending = n;
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
+/* On each other hub that watched the fd: forget it, and the last one tells the closer. */
+static void fd_close_call(gh_hub *h, void *arg)
+{
+    fd_close *c = arg;
+    fd_forget(h, c->fd);
+    pthread_mutex_lock(&c->lock);
+    if (--c->pending > 0) {
+        pthread_mutex_unlock(&c->lock);
+        return;
+    }
+    if (c->closer_left) {
+        pthread_mutex_unlock(&c->lock);
+        close(c->fd);
+        fd_close_free(c);
+        return;
+    }
+    if (c->wake) {
+        gh__post_wake_msg(c->hub, c->wake, c->task, c->seq, 0);
+        c->wake = NULL;
+    }
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/*
+ * The closer waits for every other hub, whatever happens: a kill cannot cut
+ * it short, or the fd would close while a backend still watches it. A task
+ * waits green (killed, it parks again); a plain thread blocks. Returns false
+ * when the caller cannot wait at all (MAINLOOP): the last hub closes.
+ */
+static bool fd_close_wait(fd_close *c, gh_hub *h)
+{
+    pthread_mutex_lock(&c->lock);
+    if (!h) {
+        while (c->pending > 0)
+            pthread_cond_wait(&c->cond, &c->lock);
+        pthread_mutex_unlock(&c->lock);
+        return true;
+    }
+    gh_task *t = h->sched.current;
+    if (t == &h->sched.main && c->pending > 0) {
+        c->closer_left = true;
+        pthread_mutex_unlock(&c->lock);
+        return false;
+    }
+    while (c->pending > 0) {
+        if (!c->wake) {
+            pthread_mutex_unlock(&c->lock);
+            gh__msg *m;
+            while (!(m = gh__msg_alloc()))
+                sched_yield();
+            pthread_mutex_lock(&c->lock);
+            if (c->pending == 0) {
+                gh__msg_free(m);
+                break;
+            }
+            c->wake = m;
+            c->hub = h;
+            c->task = t;
+            t->xwakes_inflight++; /* until the message is run, or taken back below */
+        }
+        c->seq = t->park_seq + 1; /* the park below counts this wait */
+        pthread_mutex_unlock(&c->lock);
+        h->xwaiters++;
+        gh__task_park(&h->sched, -1, NULL, NULL);
+        h->xwaiters--;
+        pthread_mutex_lock(&c->lock);
+    }
+    if (c->wake) { /* never posted */
+        gh__msg_free(c->wake);
+        c->wake = NULL;
+        t->xwakes_inflight--;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return true;
+}
+
 int gh_close(int fd)
 {
     if (fd < 0)
         return -EBADF;
+    gh__fdent *e = gh__fdent_find(fd);
+    if (e && atomic_load(&e->internal))
+        return -EBADF; /* a hub's wakeup fd */
     gh_hub *h = gh__tls_hub;
-    if (h && fd < h->nfds && fd != h->inbox.wake_rfd && fd != h->inbox.wake_wfd) {
-        gh__fdslot *s = &h->fds[fd];
-        if (s->reader)
-            gh__task_wake_detach(s->reader, -EBADF);
-        if (s->writer)
-            gh__task_wake_detach(s->writer, -EBADF);
-        /* The backend must forget the fd before the number can be reused. */
-        gh__fd_interest(h, fd, 0);
-        s->interest = 0;
-        s->nonblock_known = false;
-        s->kind = GH__FD_UNKNOWN;
-        s->drained = false;
-    } else if (h && (fd == h->inbox.wake_rfd || fd == h->inbox.wake_wfd)) {
-        return -EBADF;
+    if (e) {
+        /* New generation first: a hub that cached the old file's flags drops them. */
+        atomic_fetch_add(&e->gen, 1);
+        uint64_t others = atomic_exchange(&e->hubs, 0);
+        if (h)
+            fd_forget(h, fd);
+        if (h && h->id < 63)
+            others &= ~gh__hub_bit(h);
+        if (others) {
+            fd_close *c = calloc(1, sizeof *c);
+            if (!c)
+                return -ENOMEM;
+            pthread_mutex_init(&c->lock, NULL);
+            pthread_cond_init(&c->cond, NULL);
+            c->fd = fd;
+            if (gh__hubs_call(others, h, fd_close_call, c, fd_close_count) > 0 &&
+                !fd_close_wait(c, h))
+                return 0; /* the last hub to forget the fd closes it */
+            fd_close_free(c);
+        }
+    } else if (h) {
+        fd_forget(h, fd);
     }
     return close(fd) == 0 ? 0 : -errno;
 }

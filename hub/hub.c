@@ -118,6 +118,52 @@ int gh__hub_swap_backend(gh_hub *h, const gh_backend_ops *ops)
 
 /* ---------------------------------------------------------- life cycle */
 
+/* Mark the wakeup fds as the hub's own (gh_close refuses them), or give them back. */
+static int hub_wake_fds_internal(gh_hub *h, bool internal)
+{
+    int fds[2] = {h->inbox.wake_rfd, h->inbox.wake_wfd};
+    for (int i = 0; i < 2; i++) {
+        gh__fdent *e = internal ? gh__fdent_make(fds[i]) : gh__fdent_find(fds[i]);
+        if (!e) {
+            if (internal)
+                return -ENOMEM;
+            continue;
+        }
+        atomic_store(&e->internal, internal);
+    }
+    return 0;
+}
+
+/*
+ * Take @h out of the process: no close or other control message can reach
+ * it any more; the ones already posted run now, and its fds leave the
+ * process-wide table.
+ */
+static void hub_leave_process(gh_hub *h)
+{
+    gh__hub_unregister(h);
+    gh__inbox_close(&h->inbox);
+    /*
+     * A producer that saw the inbox open (or the hub registered) may still
+     * be pushing: let it finish (a few instructions, unless the scheduler
+     * took its CPU). Posting after the free is the caller's use of a dead
+     * pointer (see gh_spawn_on).
+     */
+    while (!gh__inbox_no_producers(&h->inbox))
+        sched_yield();
+    gh__inbox_flush(h);
+    uint64_t bit = gh__hub_bit(h);
+    for (int fd = 0; fd < h->nfds; fd++) {
+        if (!h->fds[fd].interest)
+            continue;
+        h->ops->watch(h->bstate, fd, h->fds[fd].interest, 0);
+        h->fds[fd].interest = 0;
+        gh__fdent *e = gh__fdent_find(fd);
+        if (e && bit != (uint64_t)1 << 63) /* bit 63 is shared with other hubs */
+            atomic_fetch_and(&e->hubs, ~bit);
+    }
+}
+
 gh_hub *gh__hub_new(const gh_backend_ops *ops, size_t stack_size, int *errp)
 {
     int err;
@@ -127,9 +173,15 @@ gh_hub *gh__hub_new(const gh_backend_ops *ops, size_t stack_size, int *errp)
         return NULL;
     }
     gh__sched_init(&h->sched, stack_size);
+    err = gh__hub_register(h);
+    if (err)
+        goto fail_register;
     err = gh__inbox_init(&h->inbox);
     if (err)
         goto fail_inbox;
+    err = hub_wake_fds_internal(h, true);
+    if (err)
+        goto fail_backend;
     err = hub_backend_open(ops, &h->bstate);
     if (err)
         goto fail_backend;
@@ -156,8 +208,11 @@ fail_watch:
     free(h->fds);
     ops->destroy(h->bstate);
 fail_backend:
+    hub_wake_fds_internal(h, false);
     gh__inbox_term(&h->inbox);
 fail_inbox:
+    gh__hub_unregister(h);
+fail_register:
     gh__sched_term(&h->sched);
     free(h);
     *errp = err;
@@ -167,23 +222,13 @@ fail_inbox:
 /* Release everything the hub owns but its struct (and, for a tombstone, its wakeup fd). */
 static void hub_release(gh_hub *h, bool tombstone)
 {
-    gh__inbox_close(&h->inbox);
+    hub_leave_process(h);
     gh__timers_drop(h, false);
-    for (int fd = 0; fd < h->nfds; fd++)
-        if (h->fds[fd].interest)
-            h->ops->watch(h->bstate, fd, h->fds[fd].interest, 0);
     h->ops->destroy(h->bstate);
     h->bstate = NULL;
     gh__sched_term(&h->sched);
     if (!tombstone) {
-        /*
-         * A producer that saw the inbox open may still be pushing: let it
-         * finish before the memory goes (a few instructions, unless the
-         * scheduler took its CPU). Posting after the free is the caller's
-         * use of a dead pointer (see gh_spawn_on).
-         */
-        while (!gh__inbox_no_producers(&h->inbox))
-            sched_yield();
+        hub_wake_fds_internal(h, false);
         gh__inbox_term(&h->inbox);
     }
     gh__timers_term(h);
@@ -215,8 +260,10 @@ void gh__hub_retire(gh_hub *h)
 
 void gh__hub_bury(gh_hub *h)
 {
-    if (h->retired)
+    if (h->retired) {
+        hub_wake_fds_internal(h, false);
         gh__inbox_term(&h->inbox);
+    }
     free(h);
 }
 

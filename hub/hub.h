@@ -23,6 +23,7 @@
 
 typedef struct gh__fdslot {
     gh_task *reader, *writer; /* at most one waiter per direction */
+    uint32_t gen;             /* the fd's generation the flags below were cached under */
     uint8_t interest;         /* what the backend watches now (GH_READ|GH_WRITE) */
     bool nonblock_known;      /* gh_read/gh_write_all put it into O_NONBLOCK already */
     uint8_t kind;             /* GH__FD_*: what a short read says (io.c) */
@@ -30,6 +31,20 @@ typedef struct gh__fdslot {
 } gh__fdslot;
 
 enum { GH__FD_UNKNOWN, GH__FD_STREAM, GH__FD_OTHER };
+
+/* What the whole process knows about one fd number (fdtable.c). */
+typedef struct gh__fdent {
+    _Atomic uint64_t hubs;     /* bit per hub id whose backend watches it (bit 63: ids >= 63) */
+    _Atomic uint32_t gen;      /* bumped by every gh_close of this number */
+    _Atomic uint32_t internal; /* a hub's wakeup fd: gh_close refuses it */
+} gh__fdent;
+
+/* The entry for @fd, or NULL if none was ever made. Any thread. */
+gh__fdent *gh__fdent_find(int fd);
+/* The entry for @fd, made if needed; NULL + ENOMEM. Any thread. */
+gh__fdent *gh__fdent_make(int fd);
+/* @fd's generation: 0 until its first gh_close. Any thread. */
+uint32_t gh__fd_gen(int fd);
 
 /* ------------------------------------------------------------------ hub */
 
@@ -41,6 +56,7 @@ typedef struct gh__hub_stats_atomic {
 
 struct gh_hub {
     gh__sched sched;   /* first: a task's sched pointer is its hub's address */
+    uint32_t id;       /* process-wide, reused after the hub is freed (fdtable.c) */
     uint32_t xwaiters; /* tasks blocked on other threads */
     bool main_started;
     bool in_run; /* the root is inside gh_hub_run */
@@ -105,9 +121,34 @@ void gh__hub_after_fork(gh_hub *h);
  */
 int gh__caller_can_block(gh_hub **hp);
 
+/* -------------------------------------------------------- hubs by id */
+
+/* In a forked child: only @keep (the forking thread's hub, or NULL) is left. */
+void gh__fdtable_after_fork(gh_hub *keep);
+
+/* Give @h the lowest free id; -ENOMEM. */
+int gh__hub_register(gh_hub *h);
+/* No message reaches @h through the registry from now on. */
+void gh__hub_unregister(gh_hub *h);
+/* @h's bit in a gh__fdent's hubs mask. */
+static inline uint64_t gh__hub_bit(const gh_hub *h)
+{
+    return h->id < 63 ? (uint64_t)1 << h->id : (uint64_t)1 << 63;
+}
+/*
+ * Post call(hub, arg) to every registered hub in @mask but @self; count(arg, n)
+ * is told how many first (before any of them can run). Returns n.
+ */
+int gh__hubs_call(uint64_t mask, const gh_hub *self, void (*call)(gh_hub *, void *), void *arg,
+                  int (*count)(void *arg, int n));
+
 /* ------------------------------------------------------------ fd table */
 
-/* Make sure fds[fd] exists. */
+/*
+ * Make sure fds[fd] exists and holds nothing from an older file of that
+ * number (a gh_close on any thread bumped its generation). -EBADF for an fd
+ * the kernel does not know, checked before the table grows; -ENOMEM.
+ */
 int gh__fd_slot_reserve(gh_hub *h, int fd);
 /* Watch/unwatch @fd's directions in the backend (lazy: keeps interest until it fires idle). */
 int gh__fd_interest(gh_hub *h, int fd, int events);
@@ -149,6 +190,17 @@ bool gh__inbox_run(gh_hub *h);
  * allocated (so this cannot fail); @t must have counted it in xwakes_inflight.
  */
 void gh__post_wake_msg(gh_hub *h, gh__msg *m, gh_task *t, uint32_t park_seq, int result);
+/*
+ * Run call(h, arg) on hub @h's thread, from any thread, with a node @m the
+ * caller allocated: a control message (a close, a kill), so it is delivered
+ * even to a hub that refuses handoffs, and run by a hub that is being freed.
+ */
+void gh__post_call_msg(gh_hub *h, gh__msg *m, void (*call)(gh_hub *, void *), void *arg);
+/*
+ * Hub teardown, once no producer can post any more: run the control
+ * messages left in the inbox and drop the rest (counted on stderr).
+ */
+void gh__inbox_flush(gh_hub *h);
 
 /* ----------------------------------------------------------------- call */
 

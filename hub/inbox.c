@@ -372,6 +372,32 @@ bool gh__inbox_quiet(gh__inbox *in)
 
 /* ----------------------------------------------------- the hub's side */
 
+void gh__post_call_msg(gh_hub *h, gh__msg *m, void (*call)(gh_hub *, void *), void *arg)
+{
+    m->kind = GH__MSG_CALL;
+    m->call = call;
+    m->arg = arg;
+    atomic_fetch_add(&h->inbox.wakes_posting, 1); /* as a wake: see below */
+    inbox_push(h, &h->inbox, m);
+    atomic_fetch_sub_explicit(&h->inbox.wakes_posting, 1, memory_order_release);
+}
+
+void gh__inbox_flush(gh_hub *h)
+{
+    gh__msg *m;
+    size_t dropped = 0;
+
+    while ((m = gh__inbox_pop(&h->inbox))) {
+        if (m->kind == GH__MSG_CALL)
+            m->call(h, m->arg);
+        else if (m->kind == GH__MSG_SPAWN)
+            dropped++;
+        gh__msg_free(m);
+    }
+    if (dropped)
+        fprintf(stderr, "greenhub: hub freed with %zu handoffs it never ran\n", dropped);
+}
+
 void gh__post_wake_msg(gh_hub *h, gh__msg *m, gh_task *t, uint32_t park_seq, int result)
 {
     m->kind = GH__MSG_WAKE;
@@ -407,6 +433,8 @@ bool gh__inbox_run(gh_hub *h)
                 break;
             }
             spawned++;
+        } else if (m->kind == GH__MSG_CALL) {
+            m->call(h, m->arg);
         } else if (m->kind == GH__MSG_WAKE) {
             gh_task *t = m->arg;
             GH_ASSERT(t->xwakes_inflight > 0);

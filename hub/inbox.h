@@ -21,6 +21,7 @@ typedef enum gh__msg_kind {
     GH__MSG_STUB,  /* the queue's own placeholder */
     GH__MSG_SPAWN, /* run fn(arg) as a new task */
     GH__MSG_WAKE,  /* ready a task of this hub parked with park_seq */
+    GH__MSG_CALL,  /* run call(hub, arg) on the hub's thread, even while it stops */
 } gh__msg_kind;
 
 typedef struct gh__msg {
@@ -29,8 +30,11 @@ typedef struct gh__msg {
     uint8_t kind;
     int result;
     uint32_t park_seq;
-    void (*fn)(void *);
-    void *arg; /* SPAWN: fn's argument; WAKE: the task */
+    union {
+        void (*fn)(void *);             /* SPAWN */
+        void (*call)(gh_hub *, void *); /* CALL */
+    };
+    void *arg; /* SPAWN: fn's argument; WAKE: the task; CALL: call's argument */
 } gh__msg;
 
 /* Hub state bits for the sleeping hand-shake. */

@@ -40,6 +40,7 @@ static void thread_fork_child(void)
     pthread_mutex_init(&fork_lock, NULL);
     gh__msg_pools_after_fork();
     gh_hub *h = gh__self.hub;
+    gh__fdtable_after_fork(h && !h->retired ? h : NULL);
     if (h && !h->retired)
         gh__hub_after_fork(h);
     int n = atomic_load(&fork_nchildren);
