@@ -137,8 +137,10 @@ int gh__hubs_call(uint64_t mask, const gh_hub *self, void (*call)(gh_hub *, void
     count(arg, n);
     for (uint32_t id = 0; id < reg_cap; id++) {
         gh_hub *h = reg_hubs[id];
-        if (h && h != self && (mask & gh__hub_bit(h)))
-            gh__post_call_msg(h, fdt_msg_alloc(), call, arg);
+        if (h && h != self && (mask & gh__hub_bit(h))) {
+            int err = gh__post_call_msg(h, fdt_msg_alloc(), call, arg);
+            GH_ASSERT(err == 0); /* a registered hub is not gone */
+        }
     }
     pthread_mutex_unlock(&reg_lock);
     return n;

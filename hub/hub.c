@@ -143,6 +143,7 @@ static void hub_leave_process(gh_hub *h)
 {
     gh__hub_unregister(h);
     gh__inbox_close(&h->inbox);
+    atomic_store(&h->gone, true);
     /*
      * A producer that saw the inbox open (or the hub registered) may still
      * be pushing: let it finish (a few instructions, unless the scheduler
@@ -213,7 +214,7 @@ fail_backend:
 fail_inbox:
     gh__hub_unregister(h);
 fail_register:
-    gh__sched_term(&h->sched);
+    gh__sched_term(&h->sched, true);
     free(h);
     *errp = err;
     return NULL;
@@ -226,7 +227,7 @@ static void hub_release(gh_hub *h, bool tombstone)
     gh__timers_drop(h, false);
     h->ops->destroy(h->bstate);
     h->bstate = NULL;
-    gh__sched_term(&h->sched);
+    gh__sched_term(&h->sched, !tombstone); /* a tombstone keeps its tasks' handles pointing at it */
     if (!tombstone) {
         hub_wake_fds_internal(h, false);
         gh__inbox_term(&h->inbox);

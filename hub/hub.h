@@ -88,8 +88,9 @@ struct gh_hub {
     gh_runtime *runtime; /* non-NULL for a runtime's hub */
     int runtime_index;
     atomic_bool stop_requested;
-    bool killed_all; /* kill_all acted on */
-    bool retired;    /* only the tombstone is left */
+    bool killed_all;  /* kill_all acted on */
+    bool retired;     /* only the tombstone is left */
+    atomic_bool gone; /* left the process: no message reaches it (hub.c hub_leave_process) */
 
     gh__hub_stats_atomic stats;
 };
@@ -194,8 +195,10 @@ void gh__post_wake_msg(gh_hub *h, gh__msg *m, gh_task *t, uint32_t park_seq, int
  * Run call(h, arg) on hub @h's thread, from any thread, with a node @m the
  * caller allocated: a control message (a close, a kill), so it is delivered
  * even to a hub that refuses handoffs, and run by a hub that is being freed.
+ * 0, or -ESHUTDOWN once the hub is gone (freed, or a runtime's tombstone):
+ * then nothing of it runs any more, and the caller keeps @m.
  */
-void gh__post_call_msg(gh_hub *h, gh__msg *m, void (*call)(gh_hub *, void *), void *arg);
+int gh__post_call_msg(gh_hub *h, gh__msg *m, void (*call)(gh_hub *, void *), void *arg);
 /*
  * Hub teardown, once no producer can post any more: run the control
  * messages left in the inbox and drop the rest (counted on stderr).

@@ -372,14 +372,24 @@ bool gh__inbox_quiet(gh__inbox *in)
 
 /* ----------------------------------------------------- the hub's side */
 
-void gh__post_call_msg(gh_hub *h, gh__msg *m, void (*call)(gh_hub *, void *), void *arg)
+int gh__post_call_msg(gh_hub *h, gh__msg *m, void (*call)(gh_hub *, void *), void *arg)
 {
     m->kind = GH__MSG_CALL;
     m->call = call;
     m->arg = arg;
-    atomic_fetch_add(&h->inbox.wakes_posting, 1); /* as a wake: see below */
-    inbox_push(h, &h->inbox, m);
+    /*
+     * Dekker with hub_leave_process: we count ourselves, then look at gone;
+     * it sets gone, then waits for the count. Either we see gone and refuse,
+     * or the hub sees us and runs the message before it goes.
+     */
+    atomic_fetch_add(&h->inbox.wakes_posting, 1);
+    int err = 0;
+    if (atomic_load(&h->gone))
+        err = -ESHUTDOWN;
+    else
+        inbox_push(h, &h->inbox, m);
     atomic_fetch_sub_explicit(&h->inbox.wakes_posting, 1, memory_order_release);
+    return err;
 }
 
 void gh__inbox_flush(gh_hub *h)
@@ -390,7 +400,7 @@ void gh__inbox_flush(gh_hub *h)
     while ((m = gh__inbox_pop(&h->inbox))) {
         if (m->kind == GH__MSG_CALL)
             m->call(h, m->arg);
-        else if (m->kind == GH__MSG_SPAWN)
+        else if (m->kind == GH__MSG_SPAWN || m->kind == GH__MSG_START)
             dropped++;
         gh__msg_free(m);
     }
@@ -432,6 +442,9 @@ bool gh__inbox_run(gh_hub *h)
                 more = true;
                 break;
             }
+            spawned++;
+        } else if (m->kind == GH__MSG_START) {
+            gh__task_start(&h->sched, m->arg);
             spawned++;
         } else if (m->kind == GH__MSG_CALL) {
             m->call(h, m->arg);

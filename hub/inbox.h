@@ -22,6 +22,7 @@ typedef enum gh__msg_kind {
     GH__MSG_SPAWN, /* run fn(arg) as a new task */
     GH__MSG_WAKE,  /* ready a task of this hub parked with park_seq */
     GH__MSG_CALL,  /* run call(hub, arg) on the hub's thread, even while it stops */
+    GH__MSG_START, /* start a task made on another thread (gh_spawn_task_on) */
 } gh__msg_kind;
 
 typedef struct gh__msg {

@@ -3,6 +3,8 @@
  * asks its scheduler (sched/task.c) to do the work.
  */
 #include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
 
 #include "hub/hub.h"
 
@@ -40,34 +42,216 @@ gh_task *gh_spawn_after(int64_t delay_ns, void (*fn)(void *), void *arg)
     return gh__task_spawn(&h->sched, fn, arg, true, delay_ns);
 }
 
+/* ------------------------------------------------------- across hubs */
+
+/*
+ * A task's handle works from any thread. On the task's own hub a call acts
+ * at once; from anywhere else it is a control message through that hub's
+ * inbox (gh__post_call_msg), so no other thread touches the hub's tasks.
+ * A task whose hub is gone has finished: it belongs to its handle alone.
+ */
+
+/* A message node, waiting out a transient ENOMEM: a release or a join's cancel is never dropped. */
+static gh__msg *task_msg_alloc(void)
+{
+    gh__msg *m;
+    while (!(m = gh__msg_alloc()))
+        sched_yield();
+    return m;
+}
+
+/* Post call(hub, arg) to @t's hub: 0, or -ESHUTDOWN when the hub is gone (t finished). */
+static int task_post(gh_task *t, void (*call)(gh_hub *, void *), void *arg)
+{
+    gh__msg *m = task_msg_alloc();
+    int err = gh__post_call_msg(gh__task_hub(t), m, call, arg);
+    if (err)
+        gh__msg_free(m);
+    return err;
+}
+
+gh_task *gh_spawn_task_on(gh_hub *target, void (*fn)(void *), void *arg)
+{
+    if (!target || !fn) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (target == gh__tls_hub) {
+        if (gh__inbox_closed(&target->inbox)) {
+            errno = ESHUTDOWN;
+            return NULL;
+        }
+        return gh__task_spawn(&target->sched, fn, arg, true, 0);
+    }
+    gh_task *t = gh__task_new_detached(&target->sched, fn, arg, true);
+    if (!t)
+        return NULL;
+    gh__msg *m = gh__msg_alloc();
+    if (!m) {
+        free(t);
+        errno = ENOMEM;
+        return NULL;
+    }
+    m->kind = GH__MSG_START;
+    m->arg = t;
+    int err = gh__inbox_post(target, &target->inbox, m);
+    if (err) {
+        gh__msg_free(m);
+        free(t);
+        errno = -err;
+        return NULL;
+    }
+    return t;
+}
+
+gh_hub *gh_task_hub(const gh_task *t)
+{
+    return t && t->sched ? gh__task_hub(t) : NULL;
+}
+
+/*
+ * A join from another hub or a plain thread: the task's hub hooks a record
+ * onto the task (gh__task_hook) that sets an event when it finishes; the
+ * joiner waits on the event, green or blocking. A joiner that stops waiting
+ * (timeout, kill) sends a cancel that unhooks it. Two references: the
+ * joiner's, and the task's hub's (dropped when the hook fires or is
+ * unhooked, or at once if the task had finished).
+ */
+typedef struct task_join {
+    atomic_int refs;
+    gh_task *t;
+    gh__task_hook hook;
+    bool hooked; /* on the task's hub only */
+    gh_xevent done;
+} task_join;
+
+static void task_join_put(task_join *j)
+{
+    if (atomic_fetch_sub(&j->refs, 1) == 1) {
+        gh_xevent_destroy(&j->done);
+        free(j);
+    }
+}
+
+static void task_join_fire(gh_task *t, void *arg)
+{
+    task_join *j = arg;
+    j->hooked = false;
+    gh_xevent_set(&j->done, NULL);
+    task_join_put(j);
+}
+
+static void task_join_call(gh_hub *h, void *arg)
+{
+    task_join *j = arg;
+    if (j->t->state == GH__TASK_DONE) {
+        gh_xevent_set(&j->done, NULL);
+        task_join_put(j);
+        return;
+    }
+    j->hook.fn = task_join_fire;
+    j->hook.arg = j;
+    j->hooked = true;
+    gh__task_hook_add(j->t, &j->hook);
+}
+
+static void task_join_cancel(gh_hub *h, void *arg)
+{
+    task_join *j = arg;
+    if (j->hooked) {
+        j->hooked = false;
+        gh__task_hook_remove(j->t, &j->hook);
+        task_join_put(j);
+    }
+}
+
+static int task_join_remote(gh_task *t, int64_t timeout_ns)
+{
+    if (atomic_load_explicit(&t->finished, memory_order_acquire))
+        return 0;
+    gh_hub *h;
+    int err = gh__caller_can_block(&h);
+    if (err)
+        return err;
+    if (timeout_ns == 0)
+        return -ETIMEDOUT;
+    task_join *j = calloc(1, sizeof *j);
+    if (!j)
+        return -ENOMEM;
+    err = gh_xevent_init(&j->done);
+    if (err) {
+        free(j);
+        return err;
+    }
+    atomic_init(&j->refs, 2);
+    j->t = t;
+    if (task_post(t, task_join_call, j) != 0) {
+        task_join_put(j); /* the hub is gone: t finished */
+        task_join_put(j);
+        return 0;
+    }
+    err = gh_xevent_wait(&j->done, NULL, timeout_ns);
+    if (err && task_post(t, task_join_cancel, j) != 0) {
+        /* The hub went meanwhile: its teardown fired the hook (t finished). */
+    }
+    task_join_put(j);
+    return err;
+}
+
 int gh_join(gh_task *t, int64_t timeout_ns)
 {
-    gh_hub *h = gh__tls_hub;
-
-    if (!t || !h || gh__task_hub(t) != h || timeout_ns < GH_FOREVER)
+    if (!t || timeout_ns < GH_FOREVER)
         return -EINVAL;
-    return gh__task_join(&h->sched, t, timeout_ns);
+    if (!t->sched)
+        return 0; /* its hub is gone: it finished */
+    gh_hub *h = gh__tls_hub;
+    if (h && gh__task_hub(t) == h)
+        return gh__task_join(&h->sched, t, timeout_ns);
+    return task_join_remote(t, timeout_ns);
+}
+
+static void task_kill_call(gh_hub *h, void *arg)
+{
+    gh__task_kill(&h->sched, arg);
 }
 
 int gh_kill(gh_task *t)
 {
-    gh_hub *h = gh__tls_hub;
-
-    if (!t || !h || gh__task_hub(t) != h)
+    if (!t)
         return -EINVAL;
-    gh__task_kill(&h->sched, t);
+    if (!t->sched)
+        return 0;
+    gh_hub *h = gh__tls_hub;
+    if (h && gh__task_hub(t) == h) {
+        gh__task_kill(&h->sched, t);
+        return 0;
+    }
+    if (atomic_load_explicit(&t->finished, memory_order_acquire))
+        return 0;
+    task_post(t, task_kill_call, t); /* -ESHUTDOWN: its hub is gone, so it finished */
     return 0;
+}
+
+static void task_release_call(gh_hub *h, void *arg)
+{
+    gh__task_release(&h->sched, arg);
 }
 
 void gh_task_release(gh_task *t)
 {
-    gh_hub *h = gh__tls_hub;
-
-    /* A handle of another thread's hub is not ours to touch. */
-    if (!t || !h || gh__task_hub(t) != h || !t->has_handle)
+    if (!t)
         return;
-    t->has_handle = false;
-    gh__task_maybe_free(&h->sched, t);
+    if (!t->sched) {
+        free(t); /* its hub is gone; it was kept for this handle */
+        return;
+    }
+    gh_hub *h = gh__tls_hub;
+    if (h && gh__task_hub(t) == h) {
+        gh__task_release(&h->sched, t);
+        return;
+    }
+    if (task_post(t, task_release_call, t) != 0)
+        free(t); /* a runtime's tombstone: finished, kept for this handle */
 }
 
 uint64_t gh_task_id(const gh_task *t)

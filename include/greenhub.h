@@ -110,27 +110,38 @@ int gh_spawn_n(void (*fn)(void *), void *arg);
 gh_task *gh_spawn_after(int64_t delay_ns, void (*fn)(void *), void *arg);
 
 /**
- * Wait for @t to finish.
+ * Wait for @t, a task of any hub, to finish. Any task (it waits green) or
+ * plain thread (it blocks). From another hub the wait is a message through
+ * @t's hub: a task whose hub is gone (closed, or a stopped runtime's) has
+ * finished.
  * @return 0 once t has finished (repeatable); -ETIMEDOUT; -ECANCELED if the
  *         caller was killed; -EDEADLK when joining yourself, or when the
- *         root waits and nothing can ever wake it; -EINVAL for a task of
- *         another hub. @t's hub's thread.
+ *         root waits and nothing can ever wake it; -EPERM from a timer
+ *         callback; -EINVAL; -ENOMEM. Any thread.
  */
 int gh_join(gh_task *t, int64_t timeout_ns);
 
 /**
- * Kill @t: its current and every later blocking call returns -ECANCELED.
- * A task that has not started yet still starts, already cancelled.
- * @return 0 (also for a finished task); -EINVAL for NULL or another hub's task.
- * @t's hub's thread.
+ * Kill @t, a task of any hub: its current and every later blocking call
+ * returns -ECANCELED. A task that has not started yet still starts, already
+ * cancelled. From another thread the kill is a message through @t's hub,
+ * acted on at its next loop iteration.
+ * @return 0 (also for a finished task); -EINVAL for NULL. Any thread.
  */
 int gh_kill(gh_task *t);
 
 /**
- * Drop a handle from gh_spawn/gh_spawn_after. Exactly once; joined or not.
- * @t's hub's thread.
+ * Drop a handle from gh_spawn, gh_spawn_after or gh_spawn_task_on. Exactly
+ * once, joined or not, from any thread; also after the task's hub was
+ * closed (the finished task was kept for its handle). Any thread.
  */
 void gh_task_release(gh_task *t);
+
+/**
+ * The hub @t runs on, or NULL once that hub is gone (gh_hub_close, thread
+ * exit). Any thread.
+ */
+gh_hub *gh_task_hub(const gh_task *t);
 
 /** @t's id: the root task is 0, spawned tasks count from 1 per hub. Any thread. */
 uint64_t gh_task_id(const gh_task *t);
@@ -201,7 +212,8 @@ void gh_timer_release(gh_timer *t);
  * gh_read and gh_write_all put an fd they have not seen before into
  * O_NONBLOCK mode. At most one task of a hub waits to read and one to write
  * on an fd at a time (a second gets -EBUSY).
- * Close fds that tasks may wait on with gh_close, never close().
+ * Close fds that tasks may wait on with gh_close, never close(): an fd
+ * belongs to the process, and gh_close tells every hub.
  *
  * gh_recv, gh_send, gh_readv, gh_writev, gh_sendfile, gh_getaddrinfo and the
  * gh_reader calls: each one that can wait takes a timeout (the whole call's
@@ -318,9 +330,17 @@ ssize_t gh_writev(int fd, const struct iovec *iov, int iovcnt, int64_t timeout_n
 ssize_t gh_sendfile(int out_fd, int in_fd, off_t *offset, size_t count, int64_t timeout_ns);
 
 /**
- * Wake every task of this hub waiting on @fd with -EBADF, make the backend
- * forget it, then close it. @return 0 or a negative errno from close.
- * Calling thread's hub (a thread with no hub just closes @fd).
+ * Close @fd for the whole process. Every task waiting on it, on every hub,
+ * wakes with -EBADF, and every backend that watches it forgets it before the
+ * number can be reused; a hub that served the old file starts afresh with a
+ * new one of that number. Other hubs hear of it through their inboxes: the
+ * calling task waits green for them (a kill does not cut this short), a
+ * plain thread blocks; from a timer callback the call returns 0 at once and
+ * the last hub to let go closes the fd. A task woken with -EBADF must not
+ * close the fd again: its number may already belong to another file.
+ * @return 0, or a negative errno from close(2); -EBADF for fd < 0, an fd
+ *         the kernel does not know (whatever its size), or a hub's own
+ *         wakeup fd; -ENOMEM. Any thread.
  */
 int gh_close(int fd);
 
@@ -668,6 +688,14 @@ int gh_runtime_threads(const gh_runtime *rt);
  * others post to through a runtime.
  */
 int gh_spawn_on(gh_hub *target, void (*fn)(void *), void *arg);
+
+/**
+ * As gh_spawn_on, with a handle: join, kill and release it from any thread.
+ * Any thread.
+ * @return the handle (gh_task_release it exactly once), or NULL with errno
+ *         ESHUTDOWN (@target is stopping), ENOMEM or EINVAL.
+ */
+gh_task *gh_spawn_task_on(gh_hub *target, void (*fn)(void *), void *arg);
 
 /**
  * Run fn(arg) on @target and wait for its result. From a hub thread the

@@ -112,7 +112,7 @@ static void task_unlink_all(gh__sched *s, gh_task *t)
  */
 static void task_init_fields(gh__sched *s, gh_task *t)
 {
-    _Static_assert(sizeof(gh_task) == sizeof(gh__ctx) + 224,
+    _Static_assert(sizeof(gh_task) == sizeof(gh__ctx) + 232,
                    "a field was added to gh_task: initialise it here");
     t->sched = s;
     t->rq_next = NULL;
@@ -122,7 +122,8 @@ static void task_init_fields(gh__sched *s, gh_task *t)
     t->arg = NULL;
     t->stack = NULL;
     t->state = 0;
-    t->killed = t->has_handle = t->is_root = t->in_runq = t->xwait = false;
+    t->killed = t->has_handle = t->is_root = t->in_runq = false;
+    atomic_store_explicit(&t->finished, false, memory_order_relaxed);
     t->wake_result = 0;
     t->park_seq = 0;
     t->xwakes_inflight = 0;
@@ -138,10 +139,38 @@ static void task_init_fields(gh__sched *s, gh_task *t)
     t->wait_obj = NULL;
     t->wq.prev = t->wq.next = NULL;
     gh__waitq_init(&t->joiners);
+    t->hooks = NULL;
     t->asan_fake = NULL;
     t->san_bottom = NULL;
     t->san_size = 0;
     t->tsan_fiber = NULL;
+}
+
+gh_task *gh__task_new_detached(gh__sched *s, void (*fn)(void *), void *arg, bool handle)
+{
+    gh_task *t = malloc(sizeof *t);
+    if (!t) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    task_init_fields(s, t);
+    t->fn = fn;
+    t->arg = arg;
+    t->has_handle = handle;
+    t->state = GH__TASK_NEW;
+    return t;
+}
+
+void gh__task_start(gh__sched *s, gh_task *t)
+{
+    t->id = ++s->next_task_id;
+    /* Killed before it got here (a kill travels behind it), or a stop is past its drain. */
+    t->killed |= atomic_load_explicit(&s->kill_all, memory_order_relaxed);
+    gh__runq_push(s, t);
+    task_link_all(s, t);
+    s->live_tasks++;
+    GH__STAT_ADD(&s->stats, tasks_spawned, 1);
+    GH__STAT_ADD(&s->stats, tasks_live, 1);
 }
 
 gh_task *gh__task_spawn(gh__sched *s, void (*fn)(void *), void *arg, bool handle, int64_t delay)
@@ -202,14 +231,84 @@ void gh__task_maybe_free(gh__sched *s, gh_task *t)
         gh__task_free(s, t);
 }
 
+void gh__task_hook_add(gh_task *t, gh__task_hook *k)
+{
+    k->prev = NULL;
+    k->next = t->hooks;
+    if (t->hooks)
+        t->hooks->prev = k;
+    t->hooks = k;
+}
+
+void gh__task_hook_remove(gh_task *t, gh__task_hook *k)
+{
+    if (k->prev)
+        k->prev->next = k->next;
+    else if (t->hooks == k)
+        t->hooks = k->next;
+    else
+        return; /* fired already */
+    if (k->next)
+        k->next->prev = k->prev;
+    k->prev = k->next = NULL;
+}
+
+static void task_fire_hooks(gh_task *t)
+{
+    gh__task_hook *k;
+    while ((k = t->hooks)) {
+        t->hooks = k->next;
+        if (t->hooks)
+            t->hooks->prev = NULL;
+        k->prev = k->next = NULL;
+        k->fn(t, k->arg);
+    }
+}
+
+/* A finished task whose handle is out: kept on s->held until released or orphaned. */
+static void task_hold(gh__sched *s, gh_task *t)
+{
+    t->all_prev = NULL;
+    t->all_next = s->held;
+    if (s->held)
+        s->held->all_prev = t;
+    s->held = t;
+}
+
+static void task_unhold(gh__sched *s, gh_task *t)
+{
+    if (t->all_prev)
+        t->all_prev->all_next = t->all_next;
+    else
+        s->held = t->all_next;
+    if (t->all_next)
+        t->all_next->all_prev = t->all_prev;
+    t->all_prev = t->all_next = NULL;
+}
+
+void gh__task_release(gh__sched *s, gh_task *t)
+{
+    if (!t->has_handle)
+        return;
+    t->has_handle = false;
+    if (t->state == GH__TASK_DONE)
+        task_unhold(s, t);
+    gh__task_maybe_free(s, t);
+}
+
 /* @t returned: wake its joiners and take it off the live list. */
 static void task_finish(gh__sched *s, gh_task *t)
 {
     t->state = GH__TASK_DONE;
+    atomic_store_explicit(&t->finished, true, memory_order_release);
     gh_task *j;
     while ((j = gh__waitq_first(&t->joiners)))
         gh__task_wake_detach(j, 0);
+    if (__builtin_expect(t->hooks != NULL, 0))
+        task_fire_hooks(t);
     task_unlink_all(s, t);
+    if (t->has_handle)
+        task_hold(s, t);
     s->live_tasks--;
     GH__STAT_ADD(&s->stats, tasks_live, -1);
 }
@@ -505,20 +604,36 @@ int gh__sched_start_main(gh__sched *s, void (*loop)(void *), void *arg)
     return 0;
 }
 
-void gh__sched_term(gh__sched *s)
+void gh__sched_term(gh__sched *s, bool orphan)
 {
     /* Empty the run queue first: it links tasks that the loop below frees. */
     while (s->rq_head)
         runq_pop(s);
-    /* Tasks that never finished: drop them and their stacks (thread exit, hub close). */
+    /*
+     * Tasks that never finished: drop them and their stacks (thread exit,
+     * hub close). One whose handle is out stays, as finished, for it.
+     */
     while (s->all) {
         gh_task *t = s->all;
         task_unlink_all(s, t);
         if (t->stack) {
             gh__stack_put(&s->stacks, t->stack);
+            t->stack = NULL;
+            t->tsan_fiber = NULL;
         }
-        free(t);
+        t->timeout.heap_idx = GH__NOT_IN_HEAP; /* the heap goes below */
+        t->state = GH__TASK_DONE;
+        atomic_store_explicit(&t->finished, true, memory_order_release);
+        task_fire_hooks(t);
+        if (t->has_handle)
+            task_hold(s, t);
+        else
+            free(t);
     }
+    /* From now on each belongs to its handle alone (gh__task_orphaned). */
+    for (gh_task *t = s->held; t && orphan; t = t->all_next)
+        t->sched = NULL;
+    s->held = NULL;
     while (s->free_tasks) {
         gh_task *t = s->free_tasks;
         s->free_tasks = t->rq_next;

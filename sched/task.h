@@ -39,6 +39,17 @@ typedef enum gh__task_state {
 /* A FIFO of tasks waiting on something, linked through their wq (waitq.h). */
 typedef gh__list gh__waitq;
 
+/*
+ * Told when a task finishes (or its scheduler drops it unfinished): how a
+ * joiner that is not a task of the same scheduler learns of it. Linked in
+ * the task until it fires or is removed; fn may free the hook.
+ */
+typedef struct gh__task_hook {
+    struct gh__task_hook *prev, *next;
+    void (*fn)(gh_task *t, void *arg);
+    void *arg;
+} gh__task_hook;
+
 struct gh_task {
     gh__ctx ctx; /* saved context; first so the switch finds it cheaply */
     struct gh__sched *sched;
@@ -53,7 +64,7 @@ struct gh_task {
     bool has_handle;  /* a gh_task * is out there */
     bool is_root;
     bool in_runq;
-    bool xwait;                 /* blocked on something another thread will end */
+    atomic_bool finished;       /* DONE, readable from any thread (a join from another hub) */
     int wake_result;            /* what the blocking call returns */
     uint32_t park_seq;          /* counts parks, so a late cross-thread wake is recognised */
     uint32_t xwakes_inflight;   /* cross-thread wakes posted for this task, not yet run */
@@ -62,6 +73,7 @@ struct gh_task {
     void *wait_obj;
     gh__link wq; /* link in a gh__waitq */
     gh__waitq joiners;
+    gh__task_hook *hooks;   /* fired when it finishes (gh__task_hook_add) */
     void *asan_fake;        /* ASan's fake stack of the suspended task */
     const void *san_bottom; /* stack bounds for the sanitizers */
     size_t san_size;
@@ -82,6 +94,7 @@ typedef struct gh__sched {
     uint32_t rq_batch;   /* tasks gh__run_ready may still start in this batch */
     gh_task *finished;   /* the task that just returned, its stack not yet reclaimed */
     gh_task *all;        /* every spawned, unfinished task */
+    gh_task *held;       /* finished tasks whose handle is still out (all_prev/all_next) */
     gh_task *free_tasks; /* recycled task structs */
     uint32_t free_tasks_len;
     uint64_t next_task_id;
@@ -97,9 +110,19 @@ typedef struct gh__sched {
 void gh__sched_init(gh__sched *s, size_t stack_size);
 /* Give MAINLOOP its stack: the first switch to s->main calls loop(arg), which never returns. */
 int gh__sched_start_main(gh__sched *s, void (*loop)(void *), void *arg);
-/* Drop every unfinished task and every stack (thread exit, hub close). */
-void gh__sched_term(gh__sched *s);
+/*
+ * Drop every unfinished task and every stack (thread exit, hub close). A
+ * task whose handle is still out is left to its handle: finished, and with
+ * @orphan its sched pointer is cleared, so gh__task_orphaned says so.
+ */
+void gh__sched_term(gh__sched *s, bool orphan);
 
+/*
+ * A task for @s made on any thread, not yet known to @s (no id, not
+ * queued); gh__task_start makes it run, on @s's thread. NULL + ENOMEM.
+ */
+gh_task *gh__task_new_detached(gh__sched *s, void (*fn)(void *), void *arg, bool handle);
+void gh__task_start(gh__sched *s, gh_task *t);
 /* Spawn on @s, ready (or delayed); a handle if @handle. NULL + errno on failure. */
 gh_task *gh__task_spawn(gh__sched *s, void (*fn)(void *), void *arg, bool handle, int64_t delay);
 /* Block the running task until gh__task_wake. @deadline absolute or -1. */
@@ -124,6 +147,12 @@ int gh__task_join(gh__sched *s, gh_task *t, int64_t timeout_ns);
 void gh__task_kill(gh__sched *s, gh_task *t);
 /* Kill every live task (runtime stop after its drain timeout). */
 void gh__task_kill_all(gh__sched *s);
+/* Run hook(t) when @t finishes; @t is not finished yet. */
+void gh__task_hook_add(gh_task *t, gh__task_hook *k);
+/* Take back a hook that has not fired. */
+void gh__task_hook_remove(gh_task *t, gh__task_hook *k);
+/* The handle of @t is given back: free it once nothing else refers to it. */
+void gh__task_release(gh__sched *s, gh_task *t);
 /* Free a task struct (DONE, no handle, no wake in flight). */
 void gh__task_free(gh__sched *s, gh_task *t);
 void gh__task_maybe_free(gh__sched *s, gh_task *t);

@@ -356,40 +356,56 @@ static void test_task_join_self_deadlk(void **state)
 typedef struct other_hub {
     pthread_barrier_t barrier;
     gh_task *task;
-    int ran;
+    int yield_result;
     int close_result;
 } other_hub;
+
+static void yield_probe_task(void *arg)
+{
+    other_hub *o = arg;
+    o->yield_result = gh_yield();
+}
 
 static void *other_hub_thread(void *arg)
 {
     other_hub *o = arg;
-    o->task = gh_spawn(count_task, &o->ran);
+    o->task = gh_spawn(yield_probe_task, o);
     pthread_barrier_wait(&o->barrier); /* main thread tries its calls now */
     pthread_barrier_wait(&o->barrier);
     gh_join(o->task, GH_FOREVER);
-    gh_task_release(o->task);
     o->close_result = gh_hub_close();
     return NULL;
 }
 
-static void test_task_join_other_hub_einval(void **state)
+/*
+ * Another thread's task, from here: a join waits for a message that hub
+ * cannot read while its thread is outside greenhub (so it times out), a
+ * kill is queued and acted on when that hub runs, and the handle is
+ * released from here, after that hub was closed.
+ */
+static void test_task_handle_other_hub(void **state)
 {
     (void)state;
-    other_hub o = {.ran = 0, .close_result = 1};
+    other_hub o = {.yield_result = 1, .close_result = 1};
     pthread_t th;
     assert_non_null(gh_get_hub());
     pthread_barrier_init(&o.barrier, NULL, 2);
     assert_int_equal(pthread_create(&th, NULL, other_hub_thread, &o), 0);
     pthread_barrier_wait(&o.barrier);
     assert_non_null(o.task);
-    assert_int_equal(gh_join(o.task, GH_FOREVER), -EINVAL);
-    assert_int_equal(gh_join(o.task, 0), -EINVAL);
-    assert_int_equal(gh_kill(o.task), -EINVAL);
+    assert_int_equal(gh_join(o.task, 0), -ETIMEDOUT);
+    assert_int_equal(gh_join(o.task, 20 * GH_MSEC), -ETIMEDOUT);
+    assert_int_equal(gh_kill(o.task), 0);
+    assert_ptr_not_equal(gh_task_hub(o.task), gh_get_hub());
     pthread_barrier_wait(&o.barrier);
     pthread_join(th, NULL);
     pthread_barrier_destroy(&o.barrier);
-    assert_int_equal(o.ran, 1);
+    assert_int_equal(o.yield_result, -ECANCELED);
     assert_int_equal(o.close_result, 0);
+    assert_null(gh_task_hub(o.task)); /* its hub is gone */
+    assert_int_equal(gh_join(o.task, GH_FOREVER), 0);
+    assert_int_equal(gh_kill(o.task), 0);
+    gh_task_release(o.task);
     HUB_CLOSES_CLEAN();
 }
 
@@ -911,7 +927,7 @@ int main(void)
         cmocka_unit_test(test_task_spawn_after),
         cmocka_unit_test(test_task_join_repeatable_and_timeout),
         cmocka_unit_test(test_task_join_self_deadlk),
-        cmocka_unit_test(test_task_join_other_hub_einval),
+        cmocka_unit_test(test_task_handle_other_hub),
         cmocka_unit_test(test_task_kill_blocked_is_sticky),
         cmocka_unit_test(test_task_kill_unstarted_starts_cancelled),
         cmocka_unit_test(test_task_join_cancelled_means_caller_killed),
