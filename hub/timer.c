@@ -46,7 +46,10 @@ void gh__timers_free_kept(gh_hub *h)
 
 void gh__timers_term(gh_hub *h)
 {
-    free(h->kept); /* the timers themselves: gh__timers_free_kept, or their handles */
+    /* Handles still out belong to their holders now: cancel or release frees them. */
+    for (uint32_t i = 0; i < h->nkept; i++)
+        h->kept[i]->sched = NULL;
+    free(h->kept);
     h->kept = NULL;
     h->nkept = h->capkept = 0;
 }
@@ -180,6 +183,10 @@ gh_timer *gh_call_repeatedly(int64_t interval_ns, void (*cb)(void *), void *arg)
 
 int gh_timer_cancel(gh_timer *t)
 {
+    if (t && !t->sched && (t->flags & GH__TIMER_HANDLE)) {
+        free(t); /* its hub was closed: it never fires again */
+        return -ENOENT;
+    }
     if (!t || !(t->flags & GH__TIMER_HANDLE) || (t->flags & GH__TIMER_DEAD) || !gh__tls_hub ||
         t->sched != &gh__tls_hub->sched)
         return -EINVAL;
@@ -206,6 +213,10 @@ int gh_timer_cancel(gh_timer *t)
 
 void gh_timer_release(gh_timer *t)
 {
+    if (t && !t->sched && (t->flags & GH__TIMER_HANDLE)) {
+        free(t); /* its hub was closed */
+        return;
+    }
     gh_hub *h = gh__tls_hub;
     if (!t || !(t->flags & GH__TIMER_HANDLE) || !h || t->sched != &h->sched)
         return;

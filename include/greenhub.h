@@ -191,13 +191,16 @@ gh_timer *gh_call_after(int64_t delay_ns, void (*cb)(void *), void *arg);
 gh_timer *gh_call_repeatedly(int64_t interval_ns, void (*cb)(void *), void *arg);
 
 /**
- * Cancel @t and free the handle; safe from inside t's own callback.
+ * Cancel @t and free the handle; safe from inside t's own callback, and
+ * after its hub was closed (it never fires again then: -ENOENT, freed).
  * @return 0 if it was pending (a repeating timer always is), -ENOENT if a
- *         one-shot had already fired. @t's hub's thread.
+ *         one-shot had already fired; -EINVAL for NULL or another hub's
+ *         timer. @t's hub's thread.
  */
 int gh_timer_cancel(gh_timer *t);
 
-/** Drop the handle, leaving the timer scheduled. @t's hub's thread. */
+/** Drop the handle, leaving the timer scheduled (freed, if its hub was closed). @t's hub's thread.
+ */
 void gh_timer_release(gh_timer *t);
 
 /* ------------------------------------------------------------------------------ fds and sockets */

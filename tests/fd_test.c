@@ -389,6 +389,63 @@ static void test_fd_close_from_callback(void **state)
     rt_end(rt);
 }
 
+/*
+ * A stop while closes cross hubs: hub 1's tasks wait on 200 pipes, hub 0's
+ * task closes them one by one, and the runtime is stopped meanwhile. The
+ * control messages still flow into the stopping hub: every waiter wakes
+ * with -EBADF, every fd is closed, the stop drains in time.
+ */
+#define STOP_FDS 200
+
+typedef struct stop_closes {
+    int rfd[STOP_FDS], wfd[STOP_FDS];
+    waiter w[STOP_FDS];
+    atomic_int closed, bad;
+} stop_closes;
+
+static void stop_closer(void *arg)
+{
+    stop_closes *sc = arg;
+    for (int i = 0; i < STOP_FDS; i++) {
+        if (gh_close(sc->rfd[i]) != 0)
+            atomic_fetch_add(&sc->bad, 1);
+        atomic_fetch_add(&sc->closed, 1);
+        if (i % 16 == 0)
+            gh_sleep(GH_MSEC);
+    }
+}
+
+static void test_fd_stop_while_closing(void **state)
+{
+    gh_runtime *rt = rt_start(2);
+    static stop_closes sc;
+    memset(&sc, 0, sizeof sc);
+    for (int i = 0; i < STOP_FDS; i++) {
+        int p[2];
+        assert_int_equal(pipe(p), 0);
+        sc.rfd[i] = p[0];
+        sc.wfd[i] = p[1];
+        sc.w[i].fd = p[0];
+        sc.w[i].timeout = 10 * GH_SEC;
+        assert_int_equal(gh_spawn_on(gh_runtime_hub(rt, 1), waiter_task, &sc.w[i]), 0);
+    }
+    for (int i = 0; i < STOP_FDS; i++)
+        assert_true(wait_at_least(&sc.w[i].started, 1, 5 * GH_SEC));
+    sleep_ns(20 * GH_MSEC);
+    assert_int_equal(gh_spawn_on(gh_runtime_hub(rt, 0), stop_closer, &sc), 0);
+    assert_true(wait_at_least(&sc.closed, 1, 5 * GH_SEC));
+    assert_int_equal(gh_runtime_stop(rt, 10 * GH_SEC), 0);
+    assert_int_equal(atomic_load(&sc.closed), STOP_FDS);
+    assert_int_equal(atomic_load(&sc.bad), 0);
+    for (int i = 0; i < STOP_FDS; i++) {
+        assert_int_equal(atomic_load(&sc.w[i].done), 1);
+        assert_int_equal(atomic_load(&sc.w[i].got), -EBADF);
+        assert_false(fd_is_open(sc.rfd[i]));
+        close(sc.wfd[i]);
+    }
+    gh_runtime_destroy(rt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -400,6 +457,7 @@ int main(void)
         cmocka_unit_test(test_fd_wakeup_fd_refused),
         cmocka_unit_test(test_fd_close_survives_kill),
         cmocka_unit_test(test_fd_close_from_callback),
+        cmocka_unit_test(test_fd_stop_while_closing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

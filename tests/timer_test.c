@@ -465,6 +465,27 @@ static void test_timer_heap_cancel_random(void **state)
     HUB_CLOSES_CLEAN();
 }
 
+/*
+ * Handles of fired timers outlive their hub: after gh_hub_close, cancel
+ * says -ENOENT and frees the timer, release frees it (LeakSanitizer checks
+ * that nothing is left).
+ */
+static void test_timer_handles_after_hub_close(void **state)
+{
+    int counter = 0;
+    shot a = {.counter = &counter}, b = {.counter = &counter};
+    gh_timer *ta = gh_call_after(GH_MSEC, shot_cb, &a);
+    gh_timer *tb = gh_call_after(GH_MSEC, shot_cb, &b);
+    assert_non_null(ta);
+    assert_non_null(tb);
+    assert_int_equal(gh_sleep(5 * GH_MSEC), 0);
+    assert_int_equal(counter, 2);
+    assert_int_equal(gh_hub_close(), 0);
+    assert_int_equal(gh_timer_cancel(ta), -ENOENT);
+    gh_timer_release(tb);
+    HUB_CLOSES_CLEAN();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -474,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_timer_repeating_keeps_phase_skips_missed),
         cmocka_unit_test(test_timer_cancel),
         cmocka_unit_test(test_timer_heap_cancel_random),
+        cmocka_unit_test(test_timer_handles_after_hub_close),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
