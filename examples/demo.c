@@ -13,6 +13,7 @@
  *
  * Exit status 0 when every connection worked and every byte matched.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdint.h>
@@ -49,6 +50,27 @@ typedef struct handoff {
     hub_ctx *ctx;
     int fd;
 } handoff;
+/* Name the running task "conn <peer address>", as dumps and logs show it. */
+static void name_conn_task(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?", name[INET6_ADDRSTRLEN + 16];
+    int port = 0;
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+            port = ntohs(in->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+            port = ntohs(in6->sin6_port);
+        }
+    }
+    snprintf(name, sizeof name, "conn %s:%d", host, port);
+    gh_task_set_name(NULL, name);
+}
 
 static void echo_task(void *arg)
 {
@@ -56,6 +78,7 @@ static void echo_task(void *arg)
     hub_ctx *ctx = ho->ctx;
     conn c = {.fd = ho->fd};
     free(ho);
+    name_conn_task(c.fd);
     if (ctx->closing) {
         gh_close(c.fd);
         return;
@@ -85,6 +108,7 @@ static void acceptor_task(void *arg)
 {
     hub_ctx *ctx = arg;
     unsigned next = 0;
+    gh_task_set_name(NULL, "acceptor");
     for (;;) {
         int fd = gh_accept(ctx->lfd, GH_FOREVER);
         if (fd == -EBADF || fd == -ECANCELED)

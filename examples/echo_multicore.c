@@ -16,6 +16,7 @@
  *   ./echo_multicore [--threads N] [--backends epoll,poll,...] [--reuseport] [--port P]
  *   (--port 0 picks a free port; the port is printed as "listening on port P")
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -77,6 +78,27 @@ typedef struct handoff {
     hub_ctx *ctx;
     int fd;
 } handoff;
+/* Name the running task "conn <peer address>", as dumps and logs show it. */
+static void name_conn_task(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?", name[INET6_ADDRSTRLEN + 16];
+    int port = 0;
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+            port = ntohs(in->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+            port = ntohs(in6->sin6_port);
+        }
+    }
+    snprintf(name, sizeof name, "conn %s:%d", host, port);
+    gh_task_set_name(NULL, name);
+}
 
 /* On the connection's hub: echo until EOF, an error, or shutdown closes the fd. */
 static void conn_task(void *arg)
@@ -85,6 +107,7 @@ static void conn_task(void *arg)
     hub_ctx *ctx = ho->ctx;
     conn c = {.fd = ho->fd};
     free(ho);
+    name_conn_task(c.fd);
     if (ctx->closing) {
         gh_close(c.fd);
         return;
@@ -133,6 +156,7 @@ static void acceptor_task(void *arg)
 {
     hub_ctx *ctx = arg;
     unsigned next = 0;
+    gh_task_set_name(NULL, "acceptor");
     for (;;) {
         int fd = gh_accept(ctx->lfd, GH_FOREVER);
         if (fd == -EBADF || fd == -ECANCELED)
@@ -150,6 +174,7 @@ static void acceptor_task(void *arg)
 static void local_acceptor_task(void *arg)
 {
     hub_ctx *ctx = arg;
+    gh_task_set_name(NULL, "acceptor (reuseport)");
     for (;;) {
         int fd = gh_accept(ctx->lfd, GH_FOREVER);
         if (fd == -EBADF || fd == -ECANCELED)

@@ -48,12 +48,34 @@ static int client_remove(int fd)
     }
     return 0;
 }
+/* Name the running task "conn <peer address>", as dumps and logs show it. */
+static void name_conn_task(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?", name[INET6_ADDRSTRLEN + 16];
+    int port = 0;
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+            port = ntohs(in->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+            port = ntohs(in6->sin6_port);
+        }
+    }
+    snprintf(name, sizeof name, "conn %s:%d", host, port);
+    gh_task_set_name(NULL, name);
+}
 
 static void handle(void *arg)
 {
     int fd = (int)(intptr_t)arg;
     char buf[4096];
 
+    name_conn_task(fd);
     printf("client connected\n");
     fflush(stdout);
     for (;;) {

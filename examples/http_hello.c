@@ -387,12 +387,34 @@ static void linger_close(int fd)
     }
     gh_close(fd);
 }
+/* Name the running task "conn <peer address>", as dumps and logs show it. */
+static void name_conn_task(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?", name[INET6_ADDRSTRLEN + 16];
+    int port = 0;
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+            port = ntohs(in->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+            port = ntohs(in6->sin6_port);
+        }
+    }
+    snprintf(name, sizeof name, "conn %s:%d", host, port);
+    gh_task_set_name(NULL, name);
+}
 
 static void conn_task(void *arg)
 {
     conn *c = arg;
     hub_state *hs = c->hs;
     gh_reader r;
+    name_conn_task(c->fd);
     size_t bufsize = cfg.max_header > 16 * 1024 ? cfg.max_header : 16 * 1024;
     int status = 0;
     if (gh_reader_init(&r, c->fd, bufsize) == 0) {
@@ -436,6 +458,7 @@ static void conn_task(void *arg)
 static void acceptor_task(void *arg)
 {
     hub_state *hs = arg;
+    gh_task_set_name(NULL, "acceptor");
     while (!hs->stopping) {
         int fd = gh_accept(hs->lfd, GH_FOREVER);
         if (fd < 0) {

@@ -6,43 +6,50 @@
 
 const char *gh_strerror(int err)
 {
+    /*
+     * What each error means in any call, with greenhub's most common cause
+     * after a semicolon where one helps; each call's own doc says what it
+     * means there.
+     */
     switch (err) {
     case 0:
         return "success";
     case -ETIMEDOUT:
         return "timed out (ETIMEDOUT)";
     case -ECANCELED:
-        return "task was killed (ECANCELED)";
+        return "canceled: the calling task was killed (ECANCELED)";
     case -EBADF:
-        return "fd closed or invalid (EBADF)";
+        return "bad file descriptor: closed, or never open (EBADF)";
     case -ENOENT:
-        return "no such backend, or timer already fired (ENOENT)";
+        return "no such entry (ENOENT)";
     case -EBUSY:
-        return "busy: another task waits on it, or the hub still holds work (EBUSY)";
+        return "busy: in use by another task, or still holding work (EBUSY)";
     case -ESHUTDOWN:
-        return "hub is stopping and refuses new work (ESHUTDOWN)";
+        return "shut down: the hub is stopping and refuses new work (ESHUTDOWN)";
     case -EINVAL:
         return "invalid argument (EINVAL)";
     case -EDEADLK:
         return "would wait forever: nothing can wake the caller (EDEADLK)";
     case -EPERM:
-        return "not allowed here: blocking call from a timer callback, or wrong task (EPERM)";
+        return "operation not permitted here; a blocking call from a callback (EPERM)";
     case -EAGAIN:
-        return "queue full, try again (EAGAIN)";
+        return "resource temporarily unavailable; try again (EAGAIN)";
     case -ENOMEM:
         return "out of memory (ENOMEM)";
     case -ENOSYS:
-        return "not supported by this kernel (ENOSYS)";
+        return "not supported by this system or kernel (ENOSYS)";
     case -EPIPE:
-        return "closed: peer gone, or channel closed (EPIPE)";
+        return "broken pipe: the other end is closed (EPIPE)";
     case -ECONNRESET:
         return "connection reset by peer (ECONNRESET)";
     case -EMSGSIZE:
-        return "line or message longer than the limit (EMSGSIZE)";
+        return "message too long for the limit (EMSGSIZE)";
     case -EOVERFLOW:
-        return "semaphore released beyond its bound (EOVERFLOW)";
+        return "value too large: beyond a bound (EOVERFLOW)";
     case -EALREADY:
-        return "event already set (EALREADY)";
+        return "already done: it happened before (EALREADY)";
+    case -ENOSPC:
+        return "no space left: the buffer is too small (ENOSPC)";
     default:
         break;
     }

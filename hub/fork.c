@@ -24,6 +24,7 @@
 #include <stdio.h>
 
 #include "hub/hub.h"
+#include "sched/log.h"
 
 /* Give every waiter on @fd @err: its fd could not be watched in the child. */
 static void fork_fail_waiters(gh__fdslot *s, int err)
@@ -38,12 +39,11 @@ void gh__hub_after_fork(gh_hub *h)
 {
     int err = gh__inbox_after_fork(&h->inbox);
     if (err)
-        fprintf(stderr, "greenhub: forked child keeps its parent's wakeup fd: %s\n",
-                gh_strerror(err));
+        gh__log(GH_LOG_WARN, "forked child keeps its parent's wakeup fd: %s", gh_strerror(err));
     void *state = NULL;
     err = h->ops->init(&state);
     if (err) {
-        fprintf(stderr, "greenhub: forked child keeps its parent's %s instance: %s\n", h->ops->name,
+        gh__log(GH_LOG_WARN, "forked child keeps its parent's %s instance: %s", h->ops->name,
                 gh_strerror(err));
         return;
     }

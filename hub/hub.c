@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "hub/hub.h"
+#include "sched/log.h"
 
 static void hub_mainloop(void *arg);
 
@@ -42,7 +43,7 @@ const gh_backend_ops *gh__backend_default(void)
             return ops;
         static atomic_bool warned;
         if (!atomic_exchange(&warned, true))
-            fprintf(stderr, "greenhub: GREENHUB_HUB=%s is not a backend; using the default\n", env);
+            gh__log(GH_LOG_WARN, "GREENHUB_HUB=%s is not a backend; using the default", env);
     }
     return gh_backend_list()[0];
 }
@@ -55,8 +56,7 @@ static int hub_backend_open(const gh_backend_ops *ops, void **state)
     int err = ops->init(state);
     /* io_uring under a sysctl or seccomp: say so plainly; the caller keeps its backend. */
     if (err == -ENOSYS || err == -EPERM)
-        fprintf(stderr, "greenhub: the kernel refuses the %s backend: %s\n", ops->name,
-                gh_strerror(err));
+        gh__log(GH_LOG_WARN, "the kernel refuses the %s backend: %s", ops->name, gh_strerror(err));
     return err;
 }
 
@@ -289,8 +289,8 @@ gh_hub *gh__hub(void)
         const gh_backend_ops *o = gh_backend_find(fallback[i]);
         if (!o || o == first)
             continue;
-        fprintf(stderr, "greenhub: backend %s failed (%s); trying %s\n", first->name,
-                gh_strerror(err), o->name);
+        gh__log(GH_LOG_WARN, "backend %s failed (%s); trying %s", first->name, gh_strerror(err),
+                o->name);
         h = gh__hub_new(o, 0, &err);
     }
     if (!h) {
@@ -397,8 +397,7 @@ static void hub_mainloop(void *arg)
             atomic_store_explicit(&h->inbox.sleep_state, GH__INBOX_AWAKE, memory_order_relaxed);
         if (n < 0 && n != -EINTR) {
             if (!h->poll_failed++)
-                fprintf(stderr, "greenhub: %s backend poll failed: %s\n", h->ops->name,
-                        gh_strerror(n));
+                gh__log(GH_LOG_ERROR, "%s backend poll failed: %s", h->ops->name, gh_strerror(n));
             /* Do not spin on a broken backend. */
             struct timespec ts = {0, 1000000};
             nanosleep(&ts, NULL);

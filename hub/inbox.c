@@ -27,6 +27,7 @@
 #endif
 
 #include "hub/hub.h"
+#include "sched/log.h"
 
 /* Nodes per slab: a cold producer pays one calloc per 256 handoffs, not per 64. */
 #define POOL_SLAB 256
@@ -243,7 +244,7 @@ void gh__inbox_term(gh__inbox *in)
         dropped++;
     }
     if (dropped)
-        fprintf(stderr, "greenhub: hub freed with %zu handoffs it never ran\n", dropped);
+        gh__log(GH_LOG_ERROR, "hub freed with %zu handoffs it never ran", dropped);
     close(in->wake_rfd);
     if (in->wake_wfd != in->wake_rfd)
         close(in->wake_wfd);
@@ -405,7 +406,7 @@ void gh__inbox_flush(gh_hub *h)
         gh__msg_free(m);
     }
     if (dropped)
-        fprintf(stderr, "greenhub: hub freed with %zu handoffs it never ran\n", dropped);
+        gh__log(GH_LOG_ERROR, "hub freed with %zu handoffs it never ran", dropped);
 }
 
 void gh__post_wake_msg(gh_hub *h, gh__msg *m, gh_task *t, uint32_t park_seq, int result)
@@ -436,7 +437,7 @@ bool gh__inbox_run(gh_hub *h)
         if (m->kind == GH__MSG_SPAWN) {
             /* A task struct cannot be had: keep the message for the next iteration. */
             if (!gh__task_spawn(&h->sched, m->fn, m->arg, false, 0)) {
-                fprintf(stderr, "greenhub: out of memory spawning a handoff; retrying\n");
+                gh__log(GH_LOG_WARN, "out of memory spawning a handoff; retrying");
                 /* Re-queue at the back; nothing handed to greenhub is dropped. */
                 inbox_push(h, &h->inbox, m);
                 more = true;

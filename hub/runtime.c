@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "hub/hub.h"
+#include "sched/log.h"
 
 struct gh_runtime {
     int n;
@@ -262,9 +263,9 @@ int gh_runtime_stop(gh_runtime *rt, int64_t drain_timeout_ns)
                 continue;
             gh_hub_stats st;
             gh_hub_get_stats(rt->hubs[i], &st);
-            fprintf(stderr,
-                    "greenhub: runtime stop: hub greenhub-%d still busy after the drain "
-                    "timeout (%llu tasks live); killing them\n",
+            gh__log(GH_LOG_WARN,
+                    "runtime stop: hub greenhub-%d still busy after the drain "
+                    "timeout (%llu tasks live); killing them",
                     i, (unsigned long long)st.tasks_live);
             atomic_store(&rt->hubs[i]->sched.kill_all, true);
             gh__inbox_kick(rt->hubs[i], &rt->hubs[i]->inbox);
@@ -288,8 +289,8 @@ void gh_runtime_destroy(gh_runtime *rt)
         return;
     if (gh_runtime_stop(rt, GH_FOREVER) == -EDEADLK) {
         /* From one of its own threads: freeing would pull the hub from under us. */
-        fprintf(stderr, "greenhub: gh_runtime_destroy called from the runtime's own "
-                        "thread; ignored (call it from a thread outside the runtime)\n");
+        gh__log(GH_LOG_ERROR, "gh_runtime_destroy called from the runtime's own "
+                              "thread; ignored (call it from a thread outside the runtime)");
         return;
     }
     rt_free(rt);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "hub/hub.h"
 
@@ -242,7 +243,7 @@ void gh_task_release(gh_task *t)
     if (!t)
         return;
     if (!t->sched) {
-        free(t); /* its hub is gone; it was kept for this handle */
+        gh__task_destroy(t); /* its hub is gone; it was kept for this handle */
         return;
     }
     gh_hub *h = gh__tls_hub;
@@ -251,7 +252,27 @@ void gh_task_release(gh_task *t)
         return;
     }
     if (task_post(t, task_release_call, t) != 0)
-        free(t); /* a runtime's tombstone: finished, kept for this handle */
+        gh__task_destroy(t); /* a runtime's tombstone: finished, kept for this handle */
+}
+
+int gh_task_set_name(gh_task *t, const char *name)
+{
+    gh_hub *h = gh__tls_hub;
+    if (!t)
+        t = gh_current();
+    if (!t || !h || !t->sched || gh__task_hub(t) != h)
+        return -EINVAL;
+    char *copy = NULL;
+    if (name && *name && !(copy = strdup(name)))
+        return -ENOMEM;
+    free(t->name);
+    t->name = copy;
+    return 0;
+}
+
+const char *gh_task_name(const gh_task *t)
+{
+    return t && t->name ? t->name : "";
 }
 
 uint64_t gh_task_id(const gh_task *t)

@@ -153,6 +153,17 @@ uint64_t gh_task_id(const gh_task *t);
 gh_task *gh_current(void);
 
 /**
+ * Name @t (NULL: the running task), for people reading logs and dumps:
+ * "acceptor", "conn 10.0.0.7:51234". The name is copied; NULL or "" clears it.
+ * @return 0; -EINVAL for another hub's task or from a timer callback with
+ *         @t NULL; -ENOMEM. @t's hub's thread.
+ */
+int gh_task_set_name(gh_task *t, const char *name);
+
+/** @t's name, "" when unnamed (or @t NULL); valid until renamed or released. @t's hub's thread. */
+const char *gh_task_name(const gh_task *t);
+
+/**
  * Sleep @ns nanoseconds; 0 runs every task ready now, then returns.
  * @return 0; -ECANCELED; -EINVAL; -EPERM from a timer callback; -EDEADLK when
  *         the root sleeps GH_FOREVER and nothing else can ever wake it.
@@ -809,6 +820,25 @@ typedef struct gh_hub_stats {
 
 /** Read @hub's counters (relaxed reads). @return 0 or -EINVAL. Any thread. */
 int gh_hub_get_stats(const gh_hub *hub, gh_hub_stats *out);
+
+/** Levels of the messages greenhub logs. */
+#define GH_LOG_ERROR 0 /* something was lost or cannot work: a hub freed with handoffs, ... */
+#define GH_LOG_WARN  1 /* greenhub carries on, differently: a backend refused, a stop's kill */
+#define GH_LOG_INFO  2
+
+/** Receives each message: @msg is one line without a newline, valid during the call. */
+typedef void (*gh_log_fn)(int level, const char *msg, void *arg);
+
+/**
+ * Route every message greenhub prints through fn(level, msg, arg); NULL
+ * restores the default, one line on stderr prefixed "greenhub: ". @fn may
+ * be called from any thread, at any time, also while another thread sets a
+ * new handler (it then sees the old pair or the new one, never a mix); it
+ * must not call greenhub's blocking calls. The one exception is a stack
+ * overflow caught by the SIGSEGV handler: it is written to stderr with
+ * write(2), the only safe way there, before the process aborts. Any thread.
+ */
+void gh_set_log_handler(gh_log_fn fn, void *arg);
 
 #ifdef __cplusplus
 }

@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "sched/log.h"
 #include "sched/sanitizer.h"
 
 #define STACK_CANARY 0x9e3779b97f4a7c15ull
@@ -56,7 +57,15 @@ static void stack_write_u64(uint64_t v)
 
 _Noreturn void gh__stack_overflow(uint64_t id, const gh__stack *s)
 {
-    /* Only async-signal-safe calls: this also runs inside the SIGSEGV handler. */
+    gh__log(GH_LOG_ERROR, "stack overflow in task %llu (stack %zu bytes)", (unsigned long long)id,
+            s ? s->size : 0);
+    signal(SIGABRT, SIG_DFL);
+    abort();
+}
+
+/* The same from the SIGSEGV handler: only async-signal-safe calls. */
+static _Noreturn void stack_overflow_in_signal(uint64_t id, const gh__stack *s)
+{
     stack_write_str("greenhub: stack overflow in task ");
     stack_write_u64(id);
     stack_write_str(" (stack ");
@@ -89,7 +98,7 @@ static __attribute__((unused)) void stack_on_fault(int sig, siginfo_t *info, voi
     char *addr = info ? (char *)info->si_addr : NULL;
 
     if (s && s->guarded && addr >= (char *)s->map && addr < (char *)s->lo)
-        gh__stack_overflow(stack_running_id, s);
+        stack_overflow_in_signal(stack_running_id, s);
     stack_chain(sig, info, uctx, sig == SIGBUS ? &stack_prev_bus : &stack_prev_segv);
 }
 

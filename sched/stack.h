@@ -58,7 +58,12 @@ void gh__stack_thread_term(void);
 /* What the overflow handler reads: the running task's id and stack, per thread. */
 void gh__stack_set_running(uint64_t task_id, const gh__stack *s);
 
-/* Report an overflow of task @id's stack and abort. */
+/*
+ * Report an overflow of task @id's stack and abort: through the log handler
+ * (a canary found broken at a switch), or, from the SIGSEGV handler
+ * (gh__stack_overflow_in_signal), straight to stderr with write(2), the one
+ * async-signal-safe way.
+ */
 _Noreturn void gh__stack_overflow(uint64_t id, const gh__stack *s);
 
 /* Live guarded stacks in the process, and the budget past which stacks are canary-only. */

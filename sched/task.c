@@ -112,7 +112,7 @@ static void task_unlink_all(gh__sched *s, gh_task *t)
  */
 static void task_init_fields(gh__sched *s, gh_task *t)
 {
-    _Static_assert(sizeof(gh_task) == sizeof(gh__ctx) + 232,
+    _Static_assert(sizeof(gh_task) == sizeof(gh__ctx) + 240,
                    "a field was added to gh_task: initialise it here");
     t->sched = s;
     t->rq_next = NULL;
@@ -140,6 +140,7 @@ static void task_init_fields(gh__sched *s, gh_task *t)
     t->wq.prev = t->wq.next = NULL;
     gh__waitq_init(&t->joiners);
     t->hooks = NULL;
+    t->name = NULL;
     t->asan_fake = NULL;
     t->san_bottom = NULL;
     t->san_size = 0;
@@ -214,8 +215,18 @@ gh_task *gh__task_spawn(gh__sched *s, void (*fn)(void *), void *arg, bool handle
     return t;
 }
 
+void gh__task_destroy(gh_task *t)
+{
+    free(t->name);
+    free(t);
+}
+
 void gh__task_free(gh__sched *s, gh_task *t)
 {
+    if (__builtin_expect(t->name != NULL, 0)) {
+        free(t->name);
+        t->name = NULL;
+    }
     if (s->free_tasks_len < TASK_FREE_MAX) {
         t->rq_next = s->free_tasks;
         s->free_tasks = t;
@@ -628,9 +639,11 @@ void gh__sched_term(gh__sched *s, bool orphan)
         if (t->has_handle)
             task_hold(s, t);
         else
-            free(t);
+            gh__task_destroy(t);
     }
-    /* From now on each belongs to its handle alone (gh__task_orphaned). */
+    free(s->root.name);
+    s->root.name = NULL;
+    /* From now on each belongs to its handle alone (gh_task_hub says NULL). */
     for (gh_task *t = s->held; t && orphan; t = t->all_next)
         t->sched = NULL;
     s->held = NULL;

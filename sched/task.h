@@ -74,6 +74,7 @@ struct gh_task {
     gh__link wq; /* link in a gh__waitq */
     gh__waitq joiners;
     gh__task_hook *hooks;   /* fired when it finishes (gh__task_hook_add) */
+    char *name;             /* gh_task_set_name's copy, or NULL */
     void *asan_fake;        /* ASan's fake stack of the suspended task */
     const void *san_bottom; /* stack bounds for the sanitizers */
     size_t san_size;
@@ -153,6 +154,8 @@ void gh__task_hook_add(gh_task *t, gh__task_hook *k);
 void gh__task_hook_remove(gh_task *t, gh__task_hook *k);
 /* The handle of @t is given back: free it once nothing else refers to it. */
 void gh__task_release(gh__sched *s, gh_task *t);
+/* Free a task struct for good, its name with it (not back to a free list). */
+void gh__task_destroy(gh_task *t);
 /* Free a task struct (DONE, no handle, no wake in flight). */
 void gh__task_free(gh__sched *s, gh_task *t);
 void gh__task_maybe_free(gh__sched *s, gh_task *t);

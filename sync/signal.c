@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "hub/hub.h"
+#include "sched/log.h"
 
 typedef struct sig_node {
     struct sig_node *prev, *next;
@@ -152,7 +153,7 @@ static void sig_atfork_child(void)
     for (int signo = 1; signo < NSIG; signo++)
         if (sig_nwaiting[signo] > 0) {
             if (sig_router_start() != 0)
-                fprintf(stderr, "greenhub: no signal router in the forked child\n");
+                gh__log(GH_LOG_ERROR, "no signal router in the forked child");
             break;
         }
 }

@@ -1,0 +1,14 @@
+/*
+ * log.h — every message greenhub prints goes through gh__log, and so
+ * through the handler a program installs with gh_set_log_handler (by
+ * default one line on stderr with a "greenhub: " prefix).
+ */
+#ifndef GH_SCHED_LOG_H
+#define GH_SCHED_LOG_H
+
+#include "greenhub.h"
+
+/* Format one message (no trailing newline) and hand it to the log handler. Any thread. */
+void gh__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif /* GH_SCHED_LOG_H */

@@ -1,0 +1,245 @@
+/*
+ * observe_test.c — what a server team reads: the log handler, task names
+ * and gh_strerror.
+ *
+ * Messages go to stderr ("greenhub: " + one line) until a handler is set,
+ * then to the handler only, with a level and without the prefix; NULL
+ * restores stderr. Task names are copies, cleared by NULL or "", never
+ * left on a recycled task, and set only from the task's own hub.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "greenhub.h"
+#include "test_util.h"
+
+/* ------------------------------------------------------------- logging */
+
+/* A runtime stop past its drain timeout logs a warning naming the busy hub. */
+static void busy_forever(void *arg)
+{
+    (void)arg;
+    while (gh_sleep(GH_MSEC) == 0) {
+    }
+}
+
+static void log_a_warning(void)
+{
+    gh_runtime *rt = NULL;
+    gh_runtime_config cfg = {.threads = 1};
+    assert_int_equal(gh_runtime_start(&rt, &cfg), 0);
+    assert_int_equal(gh_spawn_on(gh_runtime_hub(rt, 0), busy_forever, NULL), 0);
+    sleep_ns(5 * GH_MSEC);
+    assert_int_equal(gh_runtime_stop(rt, 10 * GH_MSEC), -ETIMEDOUT);
+    gh_runtime_destroy(rt);
+}
+
+/* Run log_a_warning with stderr redirected into a buffer. */
+static void capture_stderr(char *buf, size_t len)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(p[1], STDERR_FILENO), STDERR_FILENO);
+    close(p[1]);
+    log_a_warning();
+    fflush(stderr);
+    assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+    close(saved);
+    fcntl(p[0], F_SETFL, O_NONBLOCK);
+    ssize_t n = read(p[0], buf, len - 1);
+    buf[n > 0 ? n : 0] = '\0';
+    close(p[0]);
+}
+
+typedef struct log_seen {
+    pthread_mutex_t lock;
+    int count, level;
+    char msg[256];
+} log_seen;
+
+static void log_into(int level, const char *msg, void *arg)
+{
+    log_seen *s = arg;
+    pthread_mutex_lock(&s->lock);
+    s->count++;
+    s->level = level;
+    snprintf(s->msg, sizeof s->msg, "%s", msg);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void test_observe_log_default_then_handler_then_default(void **state)
+{
+    char out[1024];
+    capture_stderr(out, sizeof out);
+    assert_non_null(strstr(out, "greenhub: runtime stop: hub greenhub-0 still busy"));
+    assert_non_null(strstr(out, "killing them\n"));
+
+    log_seen seen = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    gh_set_log_handler(log_into, &seen);
+    capture_stderr(out, sizeof out);
+    gh_set_log_handler(NULL, NULL);
+    assert_string_equal(out, ""); /* nothing on stderr while a handler is set */
+    assert_int_equal(seen.count, 1);
+    assert_int_equal(seen.level, GH_LOG_WARN);
+    assert_non_null(strstr(seen.msg, "runtime stop: hub greenhub-0 still busy"));
+    assert_null(strstr(seen.msg, "greenhub: runtime")); /* no prefix */
+    assert_null(strchr(seen.msg, '\n'));
+
+    capture_stderr(out, sizeof out);
+    assert_non_null(strstr(out, "greenhub: runtime stop"));
+    assert_int_equal(seen.count, 1); /* the old handler hears nothing more */
+}
+
+/* Handlers swapped on one thread while another logs: each message reaches one of them. */
+typedef struct swapper {
+    log_seen *a, *b;
+    atomic_int stop;
+} swapper;
+
+static void *swap_handlers(void *arg)
+{
+    swapper *s = arg;
+    for (int i = 0; !atomic_load(&s->stop); i++)
+        gh_set_log_handler(log_into, i % 2 ? s->a : s->b);
+    return NULL;
+}
+
+static void test_observe_log_handler_swapped_concurrently(void **state)
+{
+    log_seen a = {.lock = PTHREAD_MUTEX_INITIALIZER}, b = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    swapper s = {.a = &a, .b = &b};
+    gh_set_log_handler(log_into, &a);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, swap_handlers, &s), 0);
+    for (int i = 0; i < 3; i++)
+        log_a_warning();
+    atomic_store(&s.stop, 1);
+    pthread_join(th, NULL);
+    gh_set_log_handler(NULL, NULL);
+    assert_int_equal(a.count + b.count, 3);
+}
+
+/* ---------------------------------------------------------- task names */
+
+typedef struct named {
+    char self_name[64];
+    int self_result;
+} named;
+
+static void names_itself(void *arg)
+{
+    named *n = arg;
+    n->self_result = gh_task_set_name(NULL, "worker 7");
+    snprintf(n->self_name, sizeof n->self_name, "%s", gh_task_name(gh_current()));
+}
+
+static void noop(void *arg)
+{
+    (void)arg;
+}
+
+static void name_from_callback(void *arg)
+{
+    *(int *)arg = gh_task_set_name(NULL, "callback");
+}
+
+static void test_observe_task_names(void **state)
+{
+    named n = {.self_result = 1};
+    gh_task *t = gh_spawn(names_itself, &n);
+    assert_non_null(t);
+    assert_string_equal(gh_task_name(t), "");
+    char buf[32] = "conn 127.0.0.1:51234";
+    assert_int_equal(gh_task_set_name(t, buf), 0);
+    buf[0] = 'X'; /* a copy was taken */
+    assert_string_equal(gh_task_name(t), "conn 127.0.0.1:51234");
+    assert_int_equal(gh_join(t, GH_FOREVER), 0);
+    assert_int_equal(n.self_result, 0);
+    assert_string_equal(n.self_name, "worker 7");
+    assert_string_equal(gh_task_name(t), "worker 7"); /* still readable through the handle */
+    assert_int_equal(gh_task_set_name(t, ""), 0);
+    assert_string_equal(gh_task_name(t), "");
+    assert_int_equal(gh_task_set_name(t, "again"), 0);
+    assert_int_equal(gh_task_set_name(t, NULL), 0);
+    assert_string_equal(gh_task_name(t), "");
+    assert_int_equal(gh_task_set_name(t, "released with a name"), 0);
+    gh_task_release(t); /* LeakSanitizer: the name goes with it */
+
+    /* A recycled task struct carries no old name. */
+    for (int i = 0; i < 4; i++) {
+        gh_task *u = gh_spawn(noop, NULL);
+        assert_non_null(u);
+        assert_string_equal(gh_task_name(u), "");
+        assert_int_equal(gh_task_set_name(u, "short-lived"), 0);
+        assert_int_equal(gh_join(u, GH_FOREVER), 0);
+        gh_task_release(u);
+    }
+
+    /* The root names itself; a timer callback has no running task. */
+    assert_int_equal(gh_task_set_name(NULL, "main"), 0);
+    assert_string_equal(gh_task_name(gh_current()), "main");
+    assert_int_equal(gh_task_set_name(NULL, NULL), 0);
+    int cb_result = 1;
+    gh_timer_release(gh_call_after(0, name_from_callback, &cb_result));
+    assert_int_equal(gh_sleep(GH_MSEC), 0);
+    assert_int_equal(cb_result, -EINVAL);
+    assert_string_equal(gh_task_name(NULL), "");
+    end_clean();
+}
+
+/* Another hub's task cannot be renamed from here (its hub's thread owns it). */
+static void test_observe_task_name_other_hub(void **state)
+{
+    gh_runtime *rt = NULL;
+    gh_runtime_config cfg = {.threads = 1};
+    assert_int_equal(gh_runtime_start(&rt, &cfg), 0);
+    gh_task *t = gh_spawn_task_on(gh_runtime_hub(rt, 0), noop, NULL);
+    assert_non_null(t);
+    assert_int_equal(gh_task_set_name(t, "nope"), -EINVAL);
+    assert_int_equal(gh_join(t, 5 * GH_SEC), 0);
+    gh_task_release(t);
+    assert_int_equal(gh_runtime_stop(rt, 5 * GH_SEC), 0);
+    gh_runtime_destroy(rt);
+}
+
+/* ----------------------------------------------------------- strerror */
+
+static void test_observe_strerror_means_the_errno(void **state)
+{
+    assert_non_null(strstr(gh_strerror(-ENOENT), "no such entry"));
+    assert_null(strstr(gh_strerror(-ENOENT), "backend"));
+    assert_non_null(strstr(gh_strerror(-EAGAIN), "temporarily unavailable"));
+    assert_non_null(strstr(gh_strerror(-EBADF), "bad file descriptor"));
+    assert_non_null(strstr(gh_strerror(-ETIMEDOUT), "timed out"));
+    assert_non_null(strstr(gh_strerror(-ENOSPC), "ENOSPC"));
+    assert_string_equal(gh_strerror(-ECONNREFUSED), strerror(ECONNREFUSED));
+    assert_string_equal(gh_strerror(0), "success");
+    assert_string_equal(gh_strerror(5), "not an error code");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_observe_log_default_then_handler_then_default),
+        cmocka_unit_test(test_observe_log_handler_swapped_concurrently),
+        cmocka_unit_test(test_observe_task_names),
+        cmocka_unit_test(test_observe_task_name_other_hub),
+        cmocka_unit_test(test_observe_strerror_means_the_errno),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
