@@ -254,10 +254,11 @@ static void print_row(const char *who, gh_hub *h)
 {
     gh_hub_stats st;
     gh_hub_get_stats(h, &st);
-    printf("%-8s %-9s %10llu %12llu %12llu %10llu %12llu\n", who, st.backend,
-           (unsigned long long)st.tasks_spawned, (unsigned long long)st.switches,
-           (unsigned long long)st.handoffs_in, (unsigned long long)st.wakeups_written,
-           (unsigned long long)st.loop_iterations);
+    double life = (double)(st.busy_ns + st.idle_ns);
+    printf("%-8s %-9s %6.1f%% %10llu %12llu %12llu %10llu %12llu\n", who, st.backend,
+           life > 0 ? 100.0 * (double)st.busy_ns / life : 0.0, (unsigned long long)st.tasks_spawned,
+           (unsigned long long)st.switches, (unsigned long long)st.handoffs_in,
+           (unsigned long long)st.wakeups_written, (unsigned long long)st.loop_iterations);
 }
 
 int main(int argc, char **argv)
@@ -352,8 +353,8 @@ int main(int argc, char **argv)
     int serr = gh_runtime_stop(server, 5 * GH_SEC);
     int cerr = gh_runtime_stop(clients, 5 * GH_SEC);
 
-    printf("\n%-8s %-9s %10s %12s %12s %10s %12s\n", "hub", "backend", "tasks", "switches",
-           "handoffs_in", "wakeups", "loop_iters");
+    printf("\n%-8s %-9s %7s %10s %12s %12s %10s %12s\n", "hub", "backend", "busy", "tasks",
+           "switches", "handoffs_in", "wakeups", "loop_iters");
     unsigned long served = 0;
     for (int i = 0; i < nsrv; i++) {
         char who[32];

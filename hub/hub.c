@@ -174,6 +174,7 @@ gh_hub *gh__hub_new(const gh_backend_ops *ops, size_t stack_size, int *errp)
         return NULL;
     }
     gh__sched_init(&h->sched, stack_size);
+    h->born = gh_now();
     err = gh__hub_register(h);
     if (err)
         goto fail_register;
@@ -257,6 +258,7 @@ void gh__hub_retire(gh_hub *h)
     /* A stopper may still write the wakeup fd; it is closed by gh__hub_bury. */
     hub_release(h, true);
     h->retired = true;
+    atomic_store_explicit(&h->stats.ended, gh_now(), memory_order_relaxed);
 }
 
 void gh__hub_bury(gh_hub *h)
@@ -391,7 +393,17 @@ static void hub_mainloop(void *arg)
             continue;
         }
         last_poll = now;
+        atomic_store_explicit(&h->stats.tasks_ready, h->sched.rq_len, memory_order_relaxed);
+        int64_t sleep_from = 0; /* only a wait is idle time */
+        if (timeout != 0) {
+            sleep_from = gh_now();
+            atomic_store_explicit(&h->stats.asleep_since, sleep_from, memory_order_relaxed);
+        }
         int n = h->ops->poll(h->bstate, timeout, gh__fd_ready, h);
+        if (sleep_from) {
+            GH__STAT_ADD(&h->stats, idle_ns, gh_now() - sleep_from);
+            atomic_store_explicit(&h->stats.asleep_since, 0, memory_order_relaxed);
+        }
         /* Only write when it changed: producers read this line on every handoff. */
         if (atomic_load_explicit(&h->inbox.sleep_state, memory_order_relaxed) != GH__INBOX_AWAKE)
             atomic_store_explicit(&h->inbox.sleep_state, GH__INBOX_AWAKE, memory_order_relaxed);
@@ -494,5 +506,20 @@ int gh_hub_get_stats(const gh_hub *hub, gh_hub_stats *out)
     out->wakeups_written = atomic_load_explicit(&s->wakeups_written, memory_order_relaxed);
     out->timers_pending = atomic_load_explicit(&s->timers_pending, memory_order_relaxed);
     out->fd_waiters = atomic_load_explicit(&s->fd_waiters, memory_order_relaxed);
+    out->idle_ns = atomic_load_explicit(&s->idle_ns, memory_order_relaxed);
+    int64_t now = gh_now();
+    int64_t since = atomic_load_explicit(&s->asleep_since, memory_order_relaxed);
+    if (since > 0 && now > since)
+        out->idle_ns += (uint64_t)(now - since); /* asleep right now */
+    int64_t ended = atomic_load_explicit(&s->ended, memory_order_relaxed);
+    if (ended > 0)
+        now = ended; /* a tombstone: its life is over */
+    int64_t life = now - hub->born;
+    out->busy_ns = life > (int64_t)out->idle_ns ? (uint64_t)life - out->idle_ns : 0;
+    out->tasks_ready = atomic_load_explicit(&s->tasks_ready, memory_order_relaxed);
+    out->tasks_blocked =
+        out->tasks_live > out->tasks_ready ? out->tasks_live - out->tasks_ready : 0;
+    out->timer_lag_ns = (uint64_t)atomic_load_explicit(&s->lag_ns, memory_order_relaxed);
+    out->timer_lag_max_ns = (uint64_t)atomic_load_explicit(&s->lag_max_ns, memory_order_relaxed);
     return 0;
 }

@@ -62,7 +62,14 @@ static void timer_account(gh_hub *h, int delta)
 
 void gh__timers_fire(gh_hub *h, int64_t now)
 {
-    gh_timer *t;
+    gh_timer *t = gh__timer_peek(&h->sched.timers);
+    if (!t || t->when > now)
+        return;
+    /* How late this batch fires (loop lag): its earliest timer is the latest one. */
+    int64_t lag = now - t->when;
+    atomic_store_explicit(&h->stats.lag_ns, lag, memory_order_relaxed);
+    if (lag > atomic_load_explicit(&h->stats.lag_max_ns, memory_order_relaxed))
+        atomic_store_explicit(&h->stats.lag_max_ns, lag, memory_order_relaxed);
 
     /* Timers added by the callbacks run in a later iteration unless already due. */
     while ((t = gh__timer_peek(&h->sched.timers)) && t->when <= now) {

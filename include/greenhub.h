@@ -816,10 +816,24 @@ typedef struct gh_hub_stats {
     const char *backend;
     uint64_t tasks_spawned, tasks_live, switches, loop_iterations;
     uint64_t handoffs_in, wakeups_written, timers_pending, fd_waiters;
+    uint64_t busy_ns, idle_ns; /* since the hub was made: idle is asleep in the backend's poll */
+    uint64_t tasks_ready;      /* in the run queue at the hub's last poll */
+    uint64_t tasks_blocked;    /* live and not ready: waiting on an fd, a timer, an event... */
+    uint64_t timer_lag_ns;     /* how late the hub's last due timers fired (loop lag) */
+    uint64_t timer_lag_max_ns; /* the worst lag since the hub was made */
 } gh_hub_stats;
 
 /** Read @hub's counters (relaxed reads). @return 0 or -EINVAL. Any thread. */
 int gh_hub_get_stats(const gh_hub *hub, gh_hub_stats *out);
+
+/**
+ * Every hub of @rt in the Prometheus text exposition format (HELP and TYPE
+ * lines, then one sample per hub labelled hub="<index>" and backend), into
+ * @buf of @len bytes, NUL-terminated: serve it from a /metrics handler.
+ * @return its length (without the NUL); -ENOSPC when @len is too small
+ *         (nothing useful is in @buf then); -EINVAL. Any thread.
+ */
+int gh_runtime_metrics(gh_runtime *rt, char *buf, size_t len);
 
 /** Levels of the messages greenhub logs. */
 #define GH_LOG_ERROR 0 /* something was lost or cannot work: a hub freed with handoffs, ... */

@@ -217,6 +217,77 @@ static void test_observe_task_name_other_hub(void **state)
     gh_runtime_destroy(rt);
 }
 
+/* ------------------------------------------------------------ metrics */
+
+static void spin_ms(void *arg)
+{
+    int64_t end = gh_now() + (int64_t)(intptr_t)arg * GH_MSEC;
+    while (gh_now() < end) {
+    }
+}
+
+static void sleep_forever(void *arg)
+{
+    (void)arg;
+    gh_sleep(GH_FOREVER);
+}
+
+static void late_timer_cb(void *arg)
+{
+    atomic_store((atomic_int *)arg, 1);
+}
+
+/* Arm a timer for 5 ms, then hog the thread for 60 ms: the timer fires >= 55 ms late. */
+static void make_lag(void *arg)
+{
+    gh_timer_release(gh_call_after(5 * GH_MSEC, late_timer_cb, arg));
+    spin_ms((void *)(intptr_t)60);
+}
+
+static void test_observe_hub_metrics(void **state)
+{
+    gh_runtime *rt = NULL;
+    gh_runtime_config cfg = {.threads = 2};
+    assert_int_equal(gh_runtime_start(&rt, &cfg), 0);
+    gh_hub *busy = gh_runtime_hub(rt, 0), *idle = gh_runtime_hub(rt, 1);
+    gh_hub_stats b0, i0, b1, i1;
+    assert_int_equal(gh_hub_get_stats(busy, &b0), 0);
+    assert_int_equal(gh_hub_get_stats(idle, &i0), 0);
+    assert_int_equal(gh_spawn_on(busy, spin_ms, (void *)(intptr_t)150), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(gh_spawn_on(idle, sleep_forever, NULL), 0);
+    atomic_int fired = 0;
+    assert_int_equal(gh_spawn_on(idle, make_lag, &fired), 0);
+    sleep_ns(300 * GH_MSEC);
+    assert_true(wait_at_least(&fired, 1, 2 * GH_SEC));
+    assert_int_equal(gh_hub_get_stats(busy, &b1), 0);
+    assert_int_equal(gh_hub_get_stats(idle, &i1), 0);
+    /* hub 0 spun 150 ms of the 300; hub 1 slept most of it (60 ms of spinning aside) */
+    assert_true(b1.busy_ns - b0.busy_ns >= 120 * GH_MSEC);
+    assert_true(i1.idle_ns - i0.idle_ns >= 150 * GH_MSEC);
+    assert_true(b1.idle_ns - b0.idle_ns >= 60 * GH_MSEC);
+    assert_int_equal(i1.tasks_blocked, 3);
+    assert_int_equal(i1.tasks_ready, 0);
+    assert_true(i1.timer_lag_max_ns >= 50 * GH_MSEC);
+
+    static char text[16384];
+    int n = gh_runtime_metrics(rt, text, sizeof text);
+    assert_true(n > 0);
+    assert_int_equal((size_t)n, strlen(text));
+    assert_non_null(strstr(text, "# TYPE greenhub_busy_seconds_total counter\n"));
+    assert_non_null(strstr(text, "# HELP greenhub_tasks_blocked "));
+    char want[128];
+    snprintf(want, sizeof want, "greenhub_tasks_blocked{hub=\"1\",backend=\"%s\"} 3\n",
+             gh_hub_backend(idle));
+    assert_non_null(strstr(text, want));
+    assert_non_null(strstr(text, "greenhub_timer_lag_max_seconds{hub=\"0\","));
+    char small[64];
+    assert_int_equal(gh_runtime_metrics(rt, small, sizeof small), -ENOSPC);
+    assert_int_equal(gh_runtime_metrics(NULL, text, sizeof text), -EINVAL);
+    assert_int_equal(gh_runtime_stop(rt, 50 * GH_MSEC), -ETIMEDOUT); /* the sleepers are killed */
+    gh_runtime_destroy(rt);
+}
+
 /* ----------------------------------------------------------- strerror */
 
 static void test_observe_strerror_means_the_errno(void **state)
@@ -239,6 +310,7 @@ int main(void)
         cmocka_unit_test(test_observe_log_handler_swapped_concurrently),
         cmocka_unit_test(test_observe_task_names),
         cmocka_unit_test(test_observe_task_name_other_hub),
+        cmocka_unit_test(test_observe_hub_metrics),
         cmocka_unit_test(test_observe_strerror_means_the_errno),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
