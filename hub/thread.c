@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "hub/hub.h"
+#include "sched/log.h"
 
 _Thread_local gh__thread gh__self;
 
@@ -38,6 +39,7 @@ static _Atomic int fork_nchildren;
 static void thread_fork_child(void)
 {
     pthread_mutex_init(&fork_lock, NULL);
+    gh__log_after_fork();
     gh__msg_pools_after_fork();
     gh_hub *h = gh__self.hub;
     gh__fdtable_after_fork(h && !h->retired ? h : NULL);

@@ -846,9 +846,9 @@ typedef void (*gh_log_fn)(int level, const char *msg, void *arg);
 /**
  * Route every message greenhub prints through fn(level, msg, arg); NULL
  * restores the default, one line on stderr prefixed "greenhub: ". @fn may
- * be called from any thread, at any time, also while another thread sets a
- * new handler (it then sees the old pair or the new one, never a mix); it
- * must not call greenhub's blocking calls. The one exception is a stack
+ * be called from any thread, at any time; once this call returns the old
+ * handler is never called again (its @arg may be freed). @fn must not call
+ * gh_set_log_handler nor greenhub's blocking calls. The one exception is a stack
  * overflow caught by the SIGSEGV handler: it is written to stderr with
  * write(2), the only safe way there, before the process aborts. Any thread.
  */

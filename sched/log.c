@@ -1,14 +1,8 @@
 /*
  * log.c — the log handler (see log.h).
- *
- * A handler and its argument change together: each gh_set_log_handler call
- * publishes a new pair with one atomic store, and pairs are never freed
- * (they are two words, set a handful of times per process), so a message
- * logged on another thread meanwhile sees either the old pair or the new.
  */
 #include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,31 +10,27 @@
 
 #include "sched/log.h"
 
-typedef struct log_sink {
-    gh_log_fn fn;
-    void *arg;
-    struct log_sink *older; /* every pair ever set stays reachable */
-} log_sink;
+/*
+ * The handler and its argument, under a read-write lock: messages take it
+ * shared, a change takes it exclusive, so once gh_set_log_handler returns
+ * the old handler is never called again and its argument may be freed.
+ * Messages are rare; the lock is not on any hot path.
+ */
+static pthread_rwlock_t log_lock = PTHREAD_RWLOCK_INITIALIZER;
+static gh_log_fn log_fn;
+static void *log_arg;
 
-static _Atomic(log_sink *) log_current;
-static pthread_mutex_t log_set_lock = PTHREAD_MUTEX_INITIALIZER;
+void gh__log_after_fork(void)
+{
+    pthread_rwlock_init(&log_lock, NULL); /* only the forking thread exists now */
+}
 
 void gh_set_log_handler(gh_log_fn fn, void *arg)
 {
-    pthread_mutex_lock(&log_set_lock);
-    log_sink *old = atomic_load(&log_current);
-    log_sink *s = NULL;
-    if (fn) {
-        s = malloc(sizeof *s);
-        if (s) {
-            s->fn = fn;
-            s->arg = arg;
-            s->older = old;
-        }
-    }
-    if (s || !fn)
-        atomic_store(&log_current, s);
-    pthread_mutex_unlock(&log_set_lock);
+    pthread_rwlock_wrlock(&log_lock);
+    log_fn = fn;
+    log_arg = fn ? arg : NULL;
+    pthread_rwlock_unlock(&log_lock);
 }
 
 /* The default: one write(2) per message, so lines from several threads never interleave. */
@@ -64,9 +54,10 @@ void gh__log(int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    log_sink *s = atomic_load_explicit(&log_current, memory_order_acquire);
-    if (s)
-        s->fn(level, msg, s->arg);
+    pthread_rwlock_rdlock(&log_lock);
+    if (log_fn)
+        log_fn(level, msg, log_arg);
     else
         log_stderr(msg);
+    pthread_rwlock_unlock(&log_lock);
 }

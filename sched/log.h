@@ -10,5 +10,7 @@
 
 /* Format one message (no trailing newline) and hand it to the log handler. Any thread. */
 void gh__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* In a forked child: the lock as if no other thread had ever held it. */
+void gh__log_after_fork(void);
 
 #endif /* GH_SCHED_LOG_H */
