@@ -52,7 +52,7 @@ void gh__call_run(gh__call *c)
 int gh__call_wait(gh__call *c, void **result, int64_t timeout_ns)
 {
     void *value = NULL;
-    int err = gh_xevent_wait(&c->done, &value, timeout_ns);
+    int err = gh__xevent_wait(&c->done, &value, timeout_ns, "call");
     if (err == 0 && result)
         *result = value;
     call_unref(c);

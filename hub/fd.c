@@ -213,7 +213,7 @@ int gh__fd_wait(gh_hub *h, int fd, int events, int64_t deadline)
         s->writer = t;
         fd_stat_waiters(h, 1);
     }
-    return gh__task_park(&h->sched, deadline, fd_unlink, (void *)(intptr_t)fd);
+    return gh__task_park(&h->sched, deadline, fd_unlink, (void *)(intptr_t)fd, "fd");
 }
 
 int gh_trampoline(int fd, int events, int64_t timeout_ns)
@@ -346,7 +346,7 @@ static bool fd_close_wait(fd_close *c, gh_hub *h)
         c->seq = t->park_seq + 1; /* the park below counts this wait */
         pthread_mutex_unlock(&c->lock);
         h->xwaiters++;
-        gh__task_park(&h->sched, -1, NULL, NULL);
+        gh__task_park(&h->sched, -1, NULL, NULL, "gh_close of another hub's fd");
         h->xwaiters--;
         pthread_mutex_lock(&c->lock);
     }

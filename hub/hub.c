@@ -175,6 +175,7 @@ gh_hub *gh__hub_new(const gh_backend_ops *ops, size_t stack_size, int *errp)
     }
     gh__sched_init(&h->sched, stack_size);
     h->born = gh_now();
+    h->sched.now = h->born;
     err = gh__hub_register(h);
     if (err)
         goto fail_register;
@@ -364,6 +365,7 @@ static void hub_mainloop(void *arg)
         if (h->runtime)
             gh__runtime_hub_tick(h);
         int64_t now = gh_now();
+        h->sched.now = now;
         gh__timers_fire(h, now);
         gh__run_ready(&h->sched);
 
@@ -471,7 +473,7 @@ int gh_hub_run(void)
     if (gh__hub_idle(h))
         return 0;
     h->in_run = true;
-    int err = gh__task_park(&h->sched, -1, NULL, NULL);
+    int err = gh__task_park(&h->sched, -1, NULL, NULL, "gh_hub_run");
     h->in_run = false;
     return err;
 }

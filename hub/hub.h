@@ -174,6 +174,9 @@ void gh__fd_ready(void *hub, int fd, int events);
  */
 int gh__fd_wait(gh_hub *h, int fd, int events, int64_t deadline);
 
+/* gh_xevent_wait, with what a dump says the task waits on ("call", "join"). */
+int gh__xevent_wait(gh_xevent *ev, void **value, int64_t timeout_ns, const char *what);
+
 /* --------------------------------------------------------------- timers */
 
 /* Run every timer due at @now (MAINLOOP step 2). */

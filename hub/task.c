@@ -191,7 +191,7 @@ static int task_join_remote(gh_task *t, int64_t timeout_ns)
         task_join_put(j);
         return 0;
     }
-    err = gh_xevent_wait(&j->done, NULL, timeout_ns);
+    err = gh__xevent_wait(&j->done, NULL, timeout_ns, "join (another hub)");
     if (err && task_post(t, task_join_cancel, j) != 0) {
         /* The hub went meanwhile: its teardown fired the hook (t finished). */
     }
@@ -300,7 +300,7 @@ int gh_sleep(int64_t ns)
         return err;
     if (ns == 0)
         return gh__task_yield(&h->sched);
-    err = gh__task_park(&h->sched, gh__deadline(ns), NULL, NULL);
+    err = gh__task_park(&h->sched, gh__deadline(ns), NULL, NULL, "sleep");
     return err == -ETIMEDOUT ? 0 : err;
 }
 

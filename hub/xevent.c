@@ -150,6 +150,11 @@ static int xev_wait_thread(xev_impl *x, void **value, int64_t timeout_ns)
 
 int gh_xevent_wait(gh_xevent *ev, void **value, int64_t timeout_ns)
 {
+    return gh__xevent_wait(ev, value, timeout_ns, "xevent");
+}
+
+int gh__xevent_wait(gh_xevent *ev, void **value, int64_t timeout_ns, const char *what)
+{
     if (!ev || !ev->impl || timeout_ns < GH_FOREVER)
         return -EINVAL;
     xev_impl *x = ev->impl;
@@ -186,7 +191,7 @@ int gh_xevent_wait(gh_xevent *ev, void **value, int64_t timeout_ns)
     pthread_mutex_unlock(&x->lock);
 
     h->xwaiters++;
-    err = gh__task_park(&h->sched, gh__deadline(timeout_ns), xev_unlink, &n);
+    err = gh__task_park(&h->sched, gh__deadline(timeout_ns), xev_unlink, &n, what);
     h->xwaiters--;
     if (err == 0 || err == -ETIMEDOUT) {
         /* Set just as the timeout fired still counts as set. */

@@ -23,6 +23,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "greenhub_backend.h"
@@ -834,6 +835,40 @@ int gh_hub_get_stats(const gh_hub *hub, gh_hub_stats *out);
  *         (nothing useful is in @buf then); -EINVAL. Any thread.
  */
 int gh_runtime_metrics(gh_runtime *rt, char *buf, size_t len);
+
+/** One task of a hub, as gh_hub_walk copies it out. */
+typedef struct gh_task_info {
+    uint64_t id;
+    char name[48];        /* gh_task_set_name's, truncated; "" when unnamed ("root" for task 0) */
+    const char *state;    /* "running", "ready", "waiting", "new", "new (delayed start)" */
+    const char *waits_on; /* "fd", "sleep", "join", "event", "channel", "call", ...; "" if not */
+    int fd;               /* waits_on "fd": the fd, else -1 */
+    int events;           /* waits_on "fd": GH_READ and/or GH_WRITE */
+    int64_t waiting_ns;   /* how long it has waited so far (0 when not waiting) */
+    int64_t deadline_ns;  /* when its wait times out, on gh_now's clock; -1: never */
+    size_t stack_in_use;  /* bytes of its stack in use while suspended (x86-64), else 0 */
+    size_t stack_size;    /* its stack's size; 0 before it first ran, and for the root */
+} gh_task_info;
+
+/**
+ * Call fn(info, arg) for every task of @hub (the root first) until fn
+ * returns non-zero, on the caller's thread, from copies taken on the hub's
+ * own thread (a message from another thread: the caller waits green, or
+ * blocks, at most a second for the hub to come back to its loop).
+ * @return 0, fn's non-zero value, -ETIMEDOUT (the hub did not answer: a task
+ *         that never yields, or a plain thread's hub whose thread is outside
+ *         greenhub), -EINVAL, -ENOMEM. Any thread.
+ */
+int gh_hub_walk(gh_hub *hub, int (*fn)(const gh_task_info *info, void *arg), void *arg);
+
+/**
+ * Write @hub's tasks to @out, one line each: id, name, state, what it waits
+ * on (fd and direction, sleep, join, event, channel, call, ...) and for how
+ * long, when the wait times out, and its stack in use; a header line with
+ * the hub's backend and load first. As gh_hub_walk, it may come from any
+ * thread. @return 0, -ETIMEDOUT, -EINVAL, -ENOMEM. Any thread.
+ */
+int gh_hub_dump(gh_hub *hub, FILE *out);
 
 /** Levels of the messages greenhub logs. */
 #define GH_LOG_ERROR 0 /* something was lost or cannot work: a hub freed with handoffs, ... */

@@ -262,7 +262,7 @@ int gh_getaddrinfo(const char *host, const char *service, const struct addrinfo 
     if (err)
         goto fail;
 
-    err = gh_xevent_wait(&q->done, NULL, timeout_ns);
+    err = gh__xevent_wait(&q->done, NULL, timeout_ns, "resolver");
     if (err == 0) {
         err = resolve_error(q->rc, q->sys_errno);
         *res = q->result;

@@ -112,7 +112,7 @@ static void task_unlink_all(gh__sched *s, gh_task *t)
  */
 static void task_init_fields(gh__sched *s, gh_task *t)
 {
-    _Static_assert(sizeof(gh_task) == sizeof(gh__ctx) + 240,
+    _Static_assert(sizeof(gh_task) == sizeof(gh__ctx) + 256,
                    "a field was added to gh_task: initialise it here");
     t->sched = s;
     t->rq_next = NULL;
@@ -141,6 +141,8 @@ static void task_init_fields(gh__sched *s, gh_task *t)
     gh__waitq_init(&t->joiners);
     t->hooks = NULL;
     t->name = NULL;
+    t->wait_what = NULL;
+    t->parked_at = 0;
     t->asan_fake = NULL;
     t->san_bottom = NULL;
     t->san_size = 0;
@@ -213,6 +215,20 @@ gh_task *gh__task_spawn(gh__sched *s, void (*fn)(void *), void *arg, bool handle
     GH__STAT_ADD(&s->stats, tasks_spawned, 1);
     GH__STAT_ADD(&s->stats, tasks_live, 1);
     return t;
+}
+
+size_t gh__task_stack_in_use(const gh_task *t)
+{
+#ifdef GH_CONTEXT_UCONTEXT
+    (void)t;
+    return 0;
+#else
+    if (!t->stack || !t->ctx.sp)
+        return 0;
+    const char *hi = (const char *)t->stack->lo + t->stack->size;
+    const char *sp = t->ctx.sp;
+    return sp >= (const char *)t->stack->lo && sp <= hi ? (size_t)(hi - sp) : 0;
+#endif
 }
 
 void gh__task_destroy(gh_task *t)
@@ -455,9 +471,13 @@ int gh__can_block(gh__sched *s)
     return 0;
 }
 
-int gh__task_park(gh__sched *s, int64_t deadline, void (*unlink)(gh_task *), void *obj)
+int gh__task_park(gh__sched *s, int64_t deadline, void (*unlink)(gh_task *), void *obj,
+                  const char *what)
 {
     gh_task *t = s->current;
+
+    t->wait_what = what;
+    t->parked_at = s->now;
 
     t->unlink = unlink;
     t->wait_obj = obj;
@@ -476,6 +496,7 @@ int gh__task_park(gh__sched *s, int64_t deadline, void (*unlink)(gh_task *), voi
     gh__switch(s, &s->main);
     t->unlink = NULL;
     t->wait_obj = NULL;
+    t->wait_what = NULL;
     return t->wake_result;
 }
 
@@ -542,7 +563,7 @@ int gh__task_join(gh__sched *s, gh_task *t, int64_t timeout_ns)
     if (timeout_ns == 0)
         return -ETIMEDOUT;
     gh__waitq_push(&t->joiners, s->current);
-    return gh__task_park(s, gh__deadline(timeout_ns), join_unlink, t);
+    return gh__task_park(s, gh__deadline(timeout_ns), join_unlink, t, "join");
 }
 
 int gh__task_yield(gh__sched *s)

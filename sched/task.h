@@ -75,6 +75,8 @@ struct gh_task {
     gh__waitq joiners;
     gh__task_hook *hooks;   /* fired when it finishes (gh__task_hook_add) */
     char *name;             /* gh_task_set_name's copy, or NULL */
+    const char *wait_what;  /* what it is parked on ("fd", "sleep", "join", ...), for dumps */
+    int64_t parked_at;      /* the hub's clock when it parked (gh__sched.now) */
     void *asan_fake;        /* ASan's fake stack of the suspended task */
     const void *san_bottom; /* stack bounds for the sanitizers */
     size_t san_size;
@@ -100,6 +102,7 @@ typedef struct gh__sched {
     uint32_t free_tasks_len;
     uint64_t next_task_id;
     uint32_t live_tasks; /* spawned and not finished, root and MAINLOOP excluded */
+    int64_t now;         /* the clock at the top of the loop's iteration (set by the hub) */
     gh__stack_cache stacks;
     gh__timer_heap timers;
     atomic_bool kill_all; /* new tasks start cancelled (a runtime stop past its drain timeout) */
@@ -126,8 +129,12 @@ gh_task *gh__task_new_detached(gh__sched *s, void (*fn)(void *), void *arg, bool
 void gh__task_start(gh__sched *s, gh_task *t);
 /* Spawn on @s, ready (or delayed); a handle if @handle. NULL + errno on failure. */
 gh_task *gh__task_spawn(gh__sched *s, void (*fn)(void *), void *arg, bool handle, int64_t delay);
-/* Block the running task until gh__task_wake. @deadline absolute or -1. */
-int gh__task_park(gh__sched *s, int64_t deadline, void (*unlink)(gh_task *), void *obj);
+/*
+ * Block the running task until gh__task_wake. @deadline absolute or -1.
+ * @what names what it waits on, for dumps (a static string).
+ */
+int gh__task_park(gh__sched *s, int64_t deadline, void (*unlink)(gh_task *), void *obj,
+                  const char *what);
 /* Ready a blocked task with @result (its unlink is not called). */
 void gh__task_wake(gh_task *t, int result);
 /* Ready a blocked task after detaching it from what it waits on (timeouts, kill). */
@@ -154,6 +161,8 @@ void gh__task_hook_add(gh_task *t, gh__task_hook *k);
 void gh__task_hook_remove(gh_task *t, gh__task_hook *k);
 /* The handle of @t is given back: free it once nothing else refers to it. */
 void gh__task_release(gh__sched *s, gh_task *t);
+/* Bytes of a suspended task's stack in use (x86-64: from its saved stack pointer), else 0. */
+size_t gh__task_stack_in_use(const gh_task *t);
 /* Free a task struct for good, its name with it (not back to a free list). */
 void gh__task_destroy(gh_task *t);
 /* Free a task struct (DONE, no handle, no wake in flight). */

@@ -142,7 +142,7 @@ static int chan_wait_task(gh_chan *c, gh_hub *h, gh__list *l, chan_node *n, int6
     pthread_mutex_unlock(&c->lock);
 
     h->xwaiters++;
-    int err = gh__task_park(&h->sched, gh__deadline(timeout_ns), chan_unlink, n);
+    int err = gh__task_park(&h->sched, gh__deadline(timeout_ns), chan_unlink, n, "channel");
     h->xwaiters--;
 
     pthread_mutex_lock(&c->lock);

@@ -293,7 +293,7 @@ int gh_signal_wait(int signo, int64_t timeout_ns)
     pthread_mutex_unlock(&sig_lock);
 
     h->xwaiters++;
-    err = gh__task_park(&h->sched, gh__deadline(timeout_ns), sig_unlink, &n);
+    err = gh__task_park(&h->sched, gh__deadline(timeout_ns), sig_unlink, &n, "signal");
     h->xwaiters--;
     /* Delivered just as the timeout fired (or the kill came) still counts as delivered. */
     pthread_mutex_lock(&sig_lock);

@@ -57,11 +57,12 @@ static int sync_wait_prepare(const gh__waitq *l, gh_hub **hp)
     return gh__can_block(&h->sched);
 }
 
-static int sync_park(gh_hub *h, gh__waitq *l, sync_wait *w, int64_t timeout_ns)
+static int sync_park(gh_hub *h, gh__waitq *l, sync_wait *w, int64_t timeout_ns,
+                     const char *what)
 {
     w->list = l;
     gh__waitq_push(l, h->sched.current);
-    return gh__task_park(&h->sched, gh__deadline(timeout_ns), sync_unlink, w);
+    return gh__task_park(&h->sched, gh__deadline(timeout_ns), sync_unlink, w, what);
 }
 
 /* A waker may only be on the waiters' thread. */
@@ -125,7 +126,7 @@ int gh_event_wait(gh_event *ev, void **value, int64_t timeout_ns)
     if (timeout_ns == 0)
         return -ETIMEDOUT;
     sync_wait w = {0};
-    err = sync_park(h, &ev->waiters, &w, timeout_ns);
+    err = sync_park(h, &ev->waiters, &w, timeout_ns, "event");
     if (err == 0 && value)
         *value = w.item;
     return err;
@@ -183,7 +184,7 @@ int gh_sem_acquire(gh_sem *sem, int64_t timeout_ns)
         return -ETIMEDOUT;
     sync_wait w = {0};
     /* Woken with 0: the releaser gave this task its unit (count untouched). */
-    return sync_park(h, &sem->waiters, &w, timeout_ns);
+    return sync_park(h, &sem->waiters, &w, timeout_ns, "semaphore");
 }
 
 int gh_sem_release(gh_sem *sem)
@@ -256,7 +257,7 @@ int gh_queue_put(gh_queue *q, void *item, int64_t timeout_ns)
         return -EAGAIN;
     sync_wait w = {.item = item};
     /* Woken with 0: a getter moved the item into the queue. */
-    return sync_park(h, &q->putters, &w, timeout_ns);
+    return sync_park(h, &q->putters, &w, timeout_ns, "queue put");
 }
 
 int gh_queue_get(gh_queue *q, void **item, int64_t timeout_ns)
@@ -283,7 +284,7 @@ int gh_queue_get(gh_queue *q, void **item, int64_t timeout_ns)
     if (timeout_ns == 0)
         return -EAGAIN;
     sync_wait w = {0};
-    err = sync_park(h, &q->getters, &w, timeout_ns);
+    err = sync_park(h, &q->getters, &w, timeout_ns, "queue get");
     if (err == 0)
         *item = w.item;
     return err;

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -288,6 +289,114 @@ static void test_observe_hub_metrics(void **state)
     gh_runtime_destroy(rt);
 }
 
+/* --------------------------------------------------------------- dumps */
+
+typedef struct dumped {
+    int fd;
+    gh_task *sleeper;
+    atomic_int ready;
+} dumped;
+
+static void dump_reader(void *arg)
+{
+    dumped *d = arg;
+    char c;
+    gh_task_set_name(NULL, "reader");
+    gh_read(d->fd, &c, 1, GH_FOREVER);
+}
+
+static void dump_sleeper(void *arg)
+{
+    (void)arg;
+    gh_task_set_name(NULL, "sleeper");
+    gh_sleep(10 * GH_SEC);
+}
+
+static void dump_joiner(void *arg)
+{
+    dumped *d = arg;
+    gh_task_set_name(NULL, "joiner");
+    d->sleeper = gh_spawn(dump_sleeper, NULL);
+    gh_spawn_n(dump_reader, d);
+    atomic_store(&d->ready, 1);
+    gh_join(d->sleeper, GH_FOREVER);
+    gh_task_release(d->sleeper);
+}
+
+static int count_tasks(const gh_task_info *in, void *arg)
+{
+    int *n = arg;
+    return ++*n == 3 ? 7 : 0; /* stop at the third */
+}
+
+static char *dump_to_string(gh_hub *hub, int *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    *err = gh_hub_dump(hub, f);
+    fclose(f);
+    return text;
+}
+
+static void test_observe_hub_dump(void **state)
+{
+    gh_runtime *rt = NULL;
+    gh_runtime_config cfg = {.threads = 1};
+    assert_int_equal(gh_runtime_start(&rt, &cfg), 0);
+    gh_hub *hub = gh_runtime_hub(rt, 0);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    dumped d = {.fd = p[0]};
+    assert_int_equal(gh_spawn_on(hub, dump_joiner, &d), 0);
+    assert_true(wait_at_least(&d.ready, 1, 5 * GH_SEC));
+    sleep_ns(20 * GH_MSEC);
+
+    int err;
+    char *text = dump_to_string(hub, &err);
+    assert_int_equal(err, 0);
+    char want[64];
+    snprintf(want, sizeof want, "on fd %d (read) for ", p[0]);
+    assert_non_null(strstr(text, "reader"));
+    assert_non_null(strstr(text, want));
+    assert_non_null(strstr(text, "sleeper"));
+    assert_non_null(strstr(text, "on sleep for "));
+    assert_non_null(strstr(text, "times out in "));
+    assert_non_null(strstr(text, "joiner"));
+    assert_non_null(strstr(text, "on join for "));
+    assert_non_null(strstr(text, " KiB"));
+    free(text);
+
+    int n = 0;
+    assert_int_equal(gh_hub_walk(hub, count_tasks, &n), 7);
+    assert_int_equal(n, 3);
+
+    /* A hub that never comes back to its loop: -ETIMEDOUT, and the late answer is harmless. */
+    assert_int_equal(gh_spawn_on(hub, spin_ms, (void *)(intptr_t)1300), 0);
+    sleep_ns(20 * GH_MSEC);
+    int64_t t0 = gh_now();
+    text = dump_to_string(hub, &err);
+    free(text);
+    assert_int_equal(err, -ETIMEDOUT);
+    assert_true(gh_now() - t0 < 1200 * GH_MSEC);
+    sleep_ns(400 * GH_MSEC); /* the spin ends; the hub runs the dump nobody waits for */
+
+    close(p[1]);
+    assert_int_equal(gh_runtime_stop(rt, 50 * GH_MSEC), -ETIMEDOUT);
+    gh_runtime_destroy(rt);
+    gh_close(p[0]);
+
+    /* The caller's own hub: the root is the running task. */
+    text = dump_to_string(gh_get_hub(), &err);
+    assert_int_equal(err, 0);
+    assert_non_null(strstr(text, "root"));
+    assert_non_null(strstr(text, "running"));
+    free(text);
+    assert_int_equal(gh_hub_dump(NULL, stderr), -EINVAL);
+    end_clean();
+}
+
 /* ----------------------------------------------------------- strerror */
 
 static void test_observe_strerror_means_the_errno(void **state)
@@ -311,6 +420,7 @@ int main(void)
         cmocka_unit_test(test_observe_task_names),
         cmocka_unit_test(test_observe_task_name_other_hub),
         cmocka_unit_test(test_observe_hub_metrics),
+        cmocka_unit_test(test_observe_hub_dump),
         cmocka_unit_test(test_observe_strerror_means_the_errno),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
