@@ -31,8 +31,17 @@ struct gh_runtime {
     bool stopped;   /* gh_runtime_stop called */
     bool stop_over; /* ... and every thread joined: stop_result is final */
     int stop_result;
-    bool *done; /* per hub: drained */
+    bool *done;   /* per hub: drained */
+    bool *joined; /* per thread: pthread_join done */
+    bool stuck;   /* a stop gave up on a hub whose task never blocks */
 };
+
+/*
+ * How long a stop waits, after its drain timeout killed every task, for the
+ * killed tasks to notice. A task that never blocks never sees its kill: past
+ * this the stop returns, names it, and leaves its thread running.
+ */
+#define RT_KILL_GRACE (1 * GH_SEC)
 
 typedef struct rt_start {
     gh_runtime *rt;
@@ -110,6 +119,7 @@ static void rt_free(gh_runtime *rt)
     free(rt->threads);
     free(rt->ops);
     free(rt->done);
+    free(rt->joined);
     pthread_mutex_destroy(&rt->lock);
     pthread_cond_destroy(&rt->cond);
     free(rt);
@@ -159,13 +169,14 @@ int gh_runtime_start(gh_runtime **out, const gh_runtime_config *cfg)
     rt->threads = calloc((size_t)n, sizeof *rt->threads);
     rt->ops = calloc((size_t)n, sizeof *rt->ops);
     rt->done = calloc((size_t)n, sizeof *rt->done);
+    rt->joined = calloc((size_t)n, sizeof *rt->joined);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&rt->lock, NULL);
     pthread_cond_init(&rt->cond, &ca);
     pthread_condattr_destroy(&ca);
-    if (!rt->hubs || !rt->threads || !rt->ops || !rt->done) {
+    if (!rt->hubs || !rt->threads || !rt->ops || !rt->done || !rt->joined) {
         rt_free(rt);
         return -ENOMEM;
     }
@@ -231,6 +242,38 @@ int gh_runtime_threads(const gh_runtime *rt)
     return rt ? rt->n : -EINVAL;
 }
 
+/* Join every thread whose hub has drained (all of them, unless a stop gave up on some). */
+static void rt_join_done(gh_runtime *rt)
+{
+    for (int i = 0; i < rt->n; i++) {
+        pthread_mutex_lock(&rt->lock);
+        bool join = rt->done[i] && !rt->joined[i];
+        rt->joined[i] |= join;
+        pthread_mutex_unlock(&rt->lock);
+        if (join)
+            pthread_join(rt->threads[i], NULL);
+    }
+}
+
+/* Past the kill's grace: name each hub whose task never blocks, and leave its thread be. */
+static void rt_report_stuck(gh_runtime *rt)
+{
+    pthread_mutex_lock(&rt->lock);
+    rt->stuck = true;
+    for (int i = 0; i < rt->n; i++) {
+        if (rt->done[i])
+            continue;
+        gh__sched_stats *ss = &rt->hubs[i]->sched.stats;
+        gh__log(GH_LOG_ERROR,
+                "runtime stop: hub greenhub-%d is still running task %llu %.1f s after the kill: "
+                "it never blocks, so it cannot see it; its thread is left running "
+                "(gh_runtime_destroy waits for it)",
+                i, (unsigned long long)atomic_load_explicit(&ss->running, memory_order_relaxed),
+                (double)RT_KILL_GRACE / 1e9);
+    }
+    pthread_mutex_unlock(&rt->lock);
+}
+
 int gh_runtime_stop(gh_runtime *rt, int64_t drain_timeout_ns)
 {
     if (!rt || drain_timeout_ns < GH_FOREVER)
@@ -271,10 +314,11 @@ int gh_runtime_stop(gh_runtime *rt, int64_t drain_timeout_ns)
             gh__inbox_kick(rt->hubs[i], &rt->hubs[i]->inbox);
         }
         pthread_mutex_unlock(&rt->lock);
-        rt_wait_finished(rt, -1);
+        if (!rt_wait_finished(rt,
+                              drain_timeout_ns == GH_FOREVER ? -1 : gh__deadline(RT_KILL_GRACE)))
+            rt_report_stuck(rt);
     }
-    for (int i = 0; i < rt->n; i++)
-        pthread_join(rt->threads[i], NULL);
+    rt_join_done(rt);
     pthread_mutex_lock(&rt->lock);
     rt->stop_result = result;
     rt->stop_over = true;
@@ -292,6 +336,11 @@ void gh_runtime_destroy(gh_runtime *rt)
         gh__log(GH_LOG_ERROR, "gh_runtime_destroy called from the runtime's own "
                               "thread; ignored (call it from a thread outside the runtime)");
         return;
+    }
+    if (rt->stuck) {
+        /* A stop gave up on a task that never blocks: its hub is in use until it does. */
+        rt_wait_finished(rt, -1);
+        rt_join_done(rt);
     }
     rt_free(rt);
 }

@@ -724,8 +724,11 @@ int gh_call_on(gh_hub *target, void *(*fn)(void *), void *arg, void **result, in
 /**
  * Stop every hub: each refuses new handoffs with -ESHUTDOWN, runs every
  * handoff it accepted, cancels repeating timers and lets tasks finish. After
- * @drain_timeout_ns it kills what is left.
- * @return 0; -ETIMEDOUT when some hub had to kill tasks (named on stderr);
+ * @drain_timeout_ns it kills what is left (logged). A killed task that never
+ * blocks cannot see its kill: one second later the call returns anyway,
+ * names that task through the log handler and leaves its thread running;
+ * gh_runtime_destroy then waits for it, and nothing it uses may be freed.
+ * @return 0; -ETIMEDOUT when some hub had to kill tasks, or gave up on one;
  *         -EDEADLK from a thread of @rt itself. A later or concurrent call
  *         waits for the first to end and returns what it returned.
  * Hub pointers stay valid (refusing) until gh_runtime_destroy. Any thread but
@@ -734,9 +737,10 @@ int gh_call_on(gh_hub *target, void *(*fn)(void *), void *arg, void **result, in
 int gh_runtime_stop(gh_runtime *rt, int64_t drain_timeout_ns);
 
 /**
- * Free @rt (stopping it first if needed), once no thread can call in. From a
- * thread of @rt itself it does nothing but print an error (it cannot wait for
- * its own thread).
+ * Free @rt (stopping it first if needed), once no thread can call in. After a
+ * stop that gave up on a task that never blocks, it waits for that task to
+ * return. From a thread of @rt itself it does nothing but log an error (it
+ * cannot wait for its own thread).
  */
 void gh_runtime_destroy(gh_runtime *rt);
 

@@ -58,6 +58,7 @@ void gh__switch(gh__sched *s, gh_task *to)
         gh__stack_overflow(from->id, from->stack);
     s->current = to;
     GH__STAT_ADD(&s->stats, switches, 1);
+    atomic_store_explicit(&s->stats.running, to->id, memory_order_relaxed);
     gh__stack_set_running(to->id, to->stack);
 #if GH_ASAN
     __sanitizer_start_switch_fiber(from->state == GH__TASK_DONE ? NULL : &from->asan_fake,
@@ -362,6 +363,7 @@ static gh_task *task_chain_next(gh__sched *s, gh_task *done)
     gh__task_maybe_free(s, done);
     next->state = GH__TASK_RUNNING;
     s->current = next;
+    atomic_store_explicit(&s->stats.running, next->id, memory_order_relaxed);
     gh__stack_set_running(next->id, next->stack);
     return next;
 }

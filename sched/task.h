@@ -85,6 +85,7 @@ struct gh_task {
 
 typedef struct gh__sched_stats {
     _Atomic uint64_t tasks_spawned, tasks_live, switches;
+    _Atomic uint64_t running; /* the id of the task on the CPU (a stuck stop names it) */
 } gh__sched_stats;
 
 /* The scheduler of one thread. */

@@ -289,6 +289,64 @@ static void test_observe_hub_metrics(void **state)
     gh_runtime_destroy(rt);
 }
 
+/* ------------------------------------------------- a stop that never hangs */
+
+typedef struct hog {
+    atomic_int started, release;
+} hog;
+
+/* Never blocks: a kill cannot reach it until it returns. */
+static void hog_task(void *arg)
+{
+    hog *h = arg;
+    atomic_store(&h->started, 1);
+    while (!atomic_load(&h->release)) {
+    }
+}
+
+static void *release_later(void *arg)
+{
+    hog *h = arg;
+    sleep_ns(300 * GH_MSEC);
+    atomic_store(&h->release, 1);
+    return NULL;
+}
+
+static void test_observe_stop_with_a_task_that_never_blocks(void **state)
+{
+    gh_runtime *rt = NULL;
+    gh_runtime_config cfg = {.threads = 1};
+    assert_int_equal(gh_runtime_start(&rt, &cfg), 0);
+    hog h = {0};
+    gh_task *t = gh_spawn_task_on(gh_runtime_hub(rt, 0), hog_task, &h);
+    assert_non_null(t);
+    assert_true(wait_at_least(&h.started, 1, 5 * GH_SEC));
+    uint64_t id = gh_task_id(t);
+    assert_true(id > 0);
+
+    log_seen seen = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    gh_set_log_handler(log_into, &seen);
+    int64_t t0 = gh_now();
+    assert_int_equal(gh_runtime_stop(rt, 20 * GH_MSEC), -ETIMEDOUT);
+    int64_t took = gh_now() - t0;
+    gh_set_log_handler(NULL, NULL);
+    assert_true(took < 3 * GH_SEC);  /* bounded: drain + the kill's grace */
+    assert_int_equal(seen.count, 2); /* the kill (WARN), then the task named (ERROR) */
+    assert_int_equal(seen.level, GH_LOG_ERROR);
+    char want[64];
+    snprintf(want, sizeof want, "still running task %llu ", (unsigned long long)id);
+    assert_non_null(strstr(seen.msg, want));
+    assert_int_equal(gh_runtime_stop(rt, 0), -ETIMEDOUT); /* a second stop says the same */
+
+    /* destroy waits for the hog, which a thread lets go after 300 ms */
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, release_later, &h), 0);
+    gh_task_release(t);
+    gh_runtime_destroy(rt);
+    pthread_join(th, NULL);
+    assert_int_equal(atomic_load(&h.release), 1);
+}
+
 /* --------------------------------------------------------------- dumps */
 
 typedef struct dumped {
@@ -421,6 +479,7 @@ int main(void)
         cmocka_unit_test(test_observe_task_name_other_hub),
         cmocka_unit_test(test_observe_hub_metrics),
         cmocka_unit_test(test_observe_hub_dump),
+        cmocka_unit_test(test_observe_stop_with_a_task_that_never_blocks),
         cmocka_unit_test(test_observe_strerror_means_the_errno),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
