@@ -99,6 +99,15 @@ void gh__hub_unregister(gh_hub *h)
     pthread_mutex_unlock(&reg_lock);
 }
 
+void gh__hubs_each(void (*fn)(gh_hub *h, void *arg), void *arg)
+{
+    pthread_mutex_lock(&reg_lock);
+    for (uint32_t id = 0; id < reg_cap; id++)
+        if (reg_hubs[id])
+            fn(reg_hubs[id], arg);
+    pthread_mutex_unlock(&reg_lock);
+}
+
 void gh__fdtable_after_fork(gh_hub *keep)
 {
     /* Only the forking thread exists: no lock is held, no other hub runs. */

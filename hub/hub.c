@@ -173,6 +173,8 @@ gh_hub *gh__hub_new(const gh_backend_ops *ops, size_t stack_size, int *errp)
         *errp = -ENOMEM;
         return NULL;
     }
+    static pthread_once_t env_once = PTHREAD_ONCE_INIT;
+    pthread_once(&env_once, gh__watchdog_env);
     gh__sched_init(&h->sched, stack_size);
     h->born = gh_now();
     h->sched.now = h->born;
@@ -276,6 +278,8 @@ void gh__hub_adopt(gh_hub *h)
 {
     gh__thread_arm();
     gh__tls_hub = h;
+    h->thread = pthread_self();
+    atomic_store_explicit(&h->has_thread, true, memory_order_release);
 }
 
 gh_hub *gh__hub(void)

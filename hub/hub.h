@@ -6,6 +6,7 @@
 #ifndef GH_HUB_HUB_H
 #define GH_HUB_HUB_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -85,9 +86,11 @@ struct gh_hub {
     gh__fdslot *fds;
     int nfds;
     uint32_t fd_waiters;
-    bool read_prewait;    /* a read after a short read waits first (io.c) */
-    uint32_t poll_failed; /* backend poll failures; the first one is reported */
-    int64_t born;         /* gh_now() when made: busy time is the rest of its life */
+    bool read_prewait;      /* a read after a short read waits first (io.c) */
+    uint32_t poll_failed;   /* backend poll failures; the first one is reported */
+    int64_t born;           /* gh_now() when made: busy time is the rest of its life */
+    pthread_t thread;       /* the thread that runs it (has_thread), for the blocking detector */
+    atomic_bool has_thread; /* set (release) once thread is */
 
     /* cross-thread */
     gh__inbox inbox;
@@ -130,6 +133,13 @@ void gh__hub_after_fork(gh_hub *h);
 int gh__caller_can_block(gh_hub **hp);
 
 /* -------------------------------------------------------- hubs by id */
+
+/* Call fn(hub, arg) for every registered hub, under the registry's lock (none is freed meanwhile).
+ */
+void gh__hubs_each(void (*fn)(gh_hub *h, void *arg), void *arg);
+/* The blocking detector (watchdog.c): GREENHUB_BLOCK_MS, read once; a forked child's restart. */
+void gh__watchdog_env(void);
+void gh__watchdog_after_fork(void);
 
 /* In a forked child: only @keep (the forking thread's hub, or NULL) is left. */
 void gh__fdtable_after_fork(gh_hub *keep);

@@ -40,6 +40,7 @@ static void thread_fork_child(void)
 {
     pthread_mutex_init(&fork_lock, NULL);
     gh__log_after_fork();
+    gh__watchdog_after_fork();
     gh__msg_pools_after_fork();
     gh_hub *h = gh__self.hub;
     gh__fdtable_after_fork(h && !h->retired ? h : NULL);

@@ -893,6 +893,22 @@ typedef void (*gh_log_fn)(int level, const char *msg, void *arg);
  */
 void gh_set_log_handler(gh_log_fn fn, void *arg);
 
+/**
+ * The blocking detector: a watchdog thread (one per process, started the
+ * first time this is on) notices a hub whose loop has not come back for
+ * longer than @ns while work waits on it: a task computing, or stuck in a
+ * blocking call, holds every other task of that hub. It logs one warning
+ * per stall (GH_LOG_WARN): the hub, its backend, the task's id and name,
+ * how long so far and the task's backtrace, taken on the hub's own thread
+ * (a SIGURG to it; a handler the program had for SIGURG still gets its own
+ * signals); and one more when the loop comes back, with the stall's length.
+ * Hubs pay nothing for it; 0 turns it off. GREENHUB_BLOCK_MS sets it when
+ * the first hub is made.
+ * @return 0; -EINVAL for @ns < 0; a negative errno if the watchdog thread
+ *         cannot start. Any thread.
+ */
+int gh_set_block_threshold(int64_t ns);
+
 #ifdef __cplusplus
 }
 #endif

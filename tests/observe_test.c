@@ -347,6 +347,110 @@ static void test_observe_stop_with_a_task_that_never_blocks(void **state)
     assert_int_equal(atomic_load(&h.release), 1);
 }
 
+/* --------------------------------------------------- blocking detector */
+
+typedef struct log_all {
+    pthread_mutex_t lock;
+    int n;
+    int level[16];
+    char msg[16][1600];
+} log_all;
+
+static void log_append(int level, const char *msg, void *arg)
+{
+    log_all *l = arg;
+    pthread_mutex_lock(&l->lock);
+    if (l->n < 16) {
+        l->level[l->n] = level;
+        snprintf(l->msg[l->n], sizeof l->msg[0], "%s", msg);
+        l->n++;
+    }
+    pthread_mutex_unlock(&l->lock);
+}
+
+typedef struct crunch {
+    gh_task *self;
+    atomic_int done;
+} crunch;
+
+/* Computes for 300 ms without yielding: every other task of its hub waits. */
+static void cruncher(void *arg)
+{
+    crunch *c = arg;
+    gh_task_set_name(NULL, "cruncher");
+    spin_ms((void *)(intptr_t)300);
+    atomic_store(&c->done, 1);
+}
+
+/* Busy for 200 ms, but yielding all the time: load, not a stall. */
+static void yielder(void *arg)
+{
+    int64_t end = gh_now() + 200 * GH_MSEC;
+    while (gh_now() < end)
+        gh_yield();
+    atomic_store((atomic_int *)arg, 1);
+}
+
+static void test_observe_blocking_detector(void **state)
+{
+    static log_all l = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    gh_set_log_handler(log_append, &l);
+    assert_int_equal(gh_set_block_threshold(-1), -EINVAL);
+    assert_int_equal(gh_set_block_threshold(50 * GH_MSEC), 0);
+    gh_runtime *rt = NULL;
+    gh_runtime_config cfg = {.threads = 1};
+    assert_int_equal(gh_runtime_start(&rt, &cfg), 0);
+    gh_hub *hub = gh_runtime_hub(rt, 0);
+    assert_int_equal(gh_spawn_on(hub, sleep_forever, NULL), 0); /* work waits on the hub */
+
+    /* Asleep with waiters, then busy but yielding: neither is a stall. */
+    sleep_ns(200 * GH_MSEC);
+    atomic_int yielded = 0;
+    assert_int_equal(gh_spawn_on(hub, yielder, &yielded), 0);
+    assert_true(wait_at_least(&yielded, 1, 5 * GH_SEC));
+    sleep_ns(50 * GH_MSEC);
+    pthread_mutex_lock(&l.lock);
+    assert_int_equal(l.n, 0);
+    pthread_mutex_unlock(&l.lock);
+
+    crunch c = {0};
+    gh_task *t = gh_spawn_task_on(hub, cruncher, &c);
+    assert_non_null(t);
+    assert_true(wait_at_least(&c.done, 1, 5 * GH_SEC));
+    sleep_ns(200 * GH_MSEC);
+    assert_int_equal(gh_set_block_threshold(0), 0);
+    uint64_t id = gh_task_id(t);
+    gh_task_release(t);
+    assert_int_equal(gh_runtime_stop(rt, 50 * GH_MSEC), -ETIMEDOUT); /* the sleeper is killed */
+    gh_runtime_destroy(rt);
+    gh_set_log_handler(NULL, NULL);
+
+    int blocked = 0, came_back = 0;
+    char want_task[64];
+    snprintf(want_task, sizeof want_task, "task %llu", (unsigned long long)id);
+    for (int i = 0; i < l.n; i++) {
+        const char *m = l.msg[i];
+        if (strstr(m, "blocked hub greenhub-0 (")) {
+            blocked++;
+            assert_int_equal(l.level[i], GH_LOG_WARN);
+            assert_non_null(strstr(m, want_task));
+            assert_non_null(strstr(m, "has not yielded for "));
+#ifndef __SANITIZE_THREAD__
+            /* TSan may hold a signal back until the thread makes a call it watches. */
+            assert_non_null(strstr(m, "\"cruncher\""));
+            assert_non_null(strstr(m, "backtrace: "));
+#endif
+        } else if (strstr(m, "hub greenhub-0 (") &&
+                   strstr(m, "its loop came back after a stall of ")) {
+            came_back++;
+            double ms = atof(strstr(m, "stall of ") + strlen("stall of "));
+            assert_true(ms >= 200.0 && ms < 450.0); /* about the 300 ms spin */
+        }
+    }
+    assert_int_equal(blocked, 1);
+    assert_int_equal(came_back, 1);
+}
+
 /* --------------------------------------------------------------- dumps */
 
 typedef struct dumped {
@@ -478,6 +582,7 @@ int main(void)
         cmocka_unit_test(test_observe_task_names),
         cmocka_unit_test(test_observe_task_name_other_hub),
         cmocka_unit_test(test_observe_hub_metrics),
+        cmocka_unit_test(test_observe_blocking_detector),
         cmocka_unit_test(test_observe_hub_dump),
         cmocka_unit_test(test_observe_stop_with_a_task_that_never_blocks),
         cmocka_unit_test(test_observe_strerror_means_the_errno),
