@@ -372,6 +372,39 @@ static bool measure_row(const char *backend, int idle, clients *rc, double *gh_r
     return ok;
 }
 
+/*
+ * The blocking detector's cost: one epoll server, its segments taken in
+ * turn with the detector on (10 ms) and off, against each other.
+ */
+static void measure_detector(void)
+{
+    gh_server s;
+    clients c;
+    BENCH_CHECK(gh_server_start(&s, "epoll") == 0, "epoll server");
+    clients_open(&c, s.port, 0);
+    for (;;) {
+        gh_hub_stats st;
+        gh_hub_get_stats(s.hub, &st);
+        if (atomic_load(&s.accepted) == c.n && st.fd_waiters >= (uint64_t)c.n + 1)
+            break;
+        sleep_ms(1);
+    }
+    double on[SEGMENTS], off[SEGMENTS];
+    clients_segment(&c, WARMUP_NS);
+    for (int i = 0; i < SEGMENTS; i++) {
+        BENCH_CHECK(gh_set_block_threshold(10 * GH_MSEC) == 0, "detector on");
+        on[i] = clients_segment(&c, SEGMENT_NS);
+        BENCH_CHECK(gh_set_block_threshold(0) == 0, "detector off");
+        off[i] = clients_segment(&c, SEGMENT_NS);
+    }
+    clients_close(&c);
+    gh_server_stop(&s);
+    double r_on = bench_median(on, SEGMENTS), r_off = bench_median(off, SEGMENTS);
+    bench_table_header("blocking detector: echo round trips/s, 64 active connections, epoll");
+    bench_row("epoll, detector on (10 ms)", r_on, "/s", "the same, detector off", r_off, "/s",
+              r_on / r_off, ">= 0.99x", r_on / r_off >= 0.99 ? "ok" : "MISS");
+}
+
 int main(void)
 {
     static const char *const names[] = {"epoll", "poll", "select", "io_uring", "libev", "libevent"};
@@ -417,6 +450,7 @@ int main(void)
                           "", "");
         }
     }
+    measure_detector();
     printf("\nratio = greenhub / raw epoll, each row against the reference segments taken in "
            "turn with it (higher is better).\n");
     int err = gh_hub_close(); /* this thread never made a hub: nothing to free */
