@@ -210,8 +210,8 @@ static void *wd_main(void *arg)
         }
         pthread_mutex_unlock(&wd_lock);
         int64_t period = th / 4;
-        if (period < GH_MSEC)
-            period = GH_MSEC;
+        if (period < 5 * GH_MSEC)
+            period = 5 * GH_MSEC; /* at most 200 looks a second, whatever the threshold */
         if (period > 100 * GH_MSEC)
             period = 100 * GH_MSEC;
         struct timespec ts = {(time_t)(period / GH_SEC), (long)(period % GH_SEC)};
