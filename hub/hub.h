@@ -53,10 +53,11 @@ uint32_t gh__fd_gen(int fd);
 typedef struct gh__hub_stats_atomic {
     _Atomic uint64_t loop_iterations;
     _Atomic uint64_t handoffs_in, wakeups_written, timers_pending, fd_waiters;
-    _Atomic uint64_t idle_ns;     /* asleep in the backend's poll, past waits */
-    _Atomic int64_t asleep_since; /* the current wait's start, or 0 */
-    _Atomic int64_t ended;        /* when a runtime hub retired (its life ends there), or 0 */
-    _Atomic uint64_t tasks_ready; /* the run queue's length at the last poll */
+    _Atomic uint64_t idle_ns;      /* asleep in the backend's poll, past waits */
+    _Atomic int64_t asleep_since;  /* the current wait's start, or 0 */
+    _Atomic int64_t ended;         /* when a runtime hub retired (its life ends there), or 0 */
+    _Atomic uint64_t tasks_ready;  /* the run queue's length at the last poll */
+    _Atomic uint64_t inbox_popped; /* inbox.popped as of the last drain */
     _Atomic int64_t lag_ns,
         lag_max_ns; /* how late due timers fired: the last batch's worst, ever */
 } gh__hub_stats_atomic;

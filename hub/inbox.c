@@ -274,6 +274,7 @@ static void inbox_push(gh_hub *h, gh__inbox *in, gh__msg *m)
 {
     atomic_store_explicit(&m->next, NULL, memory_order_relaxed);
     gh__msg *prev = atomic_exchange_explicit(&in->head, m, memory_order_acq_rel);
+    atomic_fetch_add_explicit(&in->posted, 1, memory_order_relaxed);
     atomic_store(&prev->next, m); /* seq_cst: pairs with the hub's SLEEPING store */
     if (atomic_load(&in->sleep_state) == GH__INBOX_SLEEPING) {
         int expect = GH__INBOX_SLEEPING;
@@ -319,6 +320,7 @@ gh__msg *gh__inbox_pop(gh__inbox *in)
     }
     if (next) {
         in->tail = next;
+        in->popped++;
         return tail;
     }
     if (tail != atomic_load(&in->head))
@@ -329,6 +331,7 @@ gh__msg *gh__inbox_pop(gh__inbox *in)
     next = atomic_load(&tail->next);
     if (next) {
         in->tail = next;
+        in->popped++;
         return tail;
     }
     return NULL;
@@ -465,6 +468,7 @@ bool gh__inbox_run(gh_hub *h)
         }
     }
     returns_flush(&ret);
+    atomic_store_explicit(&h->stats.inbox_popped, h->inbox.popped, memory_order_relaxed);
     if (spawned)
         GH__STAT_ADD(&h->stats, handoffs_in, spawned);
     return more;

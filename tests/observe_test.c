@@ -227,6 +227,12 @@ static void spin_ms(void *arg)
     }
 }
 
+static void spin_150_flagged(void *arg)
+{
+    atomic_store((atomic_int *)arg, 1);
+    spin_ms((void *)(intptr_t)150);
+}
+
 static void sleep_forever(void *arg)
 {
     (void)arg;
@@ -254,9 +260,18 @@ static void test_observe_hub_metrics(void **state)
     gh_hub_stats b0, i0, b1, i1;
     assert_int_equal(gh_hub_get_stats(busy, &b0), 0);
     assert_int_equal(gh_hub_get_stats(idle, &i0), 0);
-    assert_int_equal(gh_spawn_on(busy, spin_ms, (void *)(intptr_t)150), 0);
+    static atomic_int spinning;
+    atomic_store(&spinning, 0);
+    assert_int_equal(gh_spawn_on(busy, spin_150_flagged, &spinning), 0);
     for (int i = 0; i < 3; i++)
         assert_int_equal(gh_spawn_on(idle, sleep_forever, NULL), 0);
+    /* While hub 0 spins, handoffs wait in its inbox: its depth counts them. */
+    assert_true(wait_at_least(&spinning, 1, 5 * GH_SEC));
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(gh_spawn_on(busy, noop, NULL), 0);
+    gh_hub_stats mid;
+    assert_int_equal(gh_hub_get_stats(busy, &mid), 0);
+    assert_int_equal(mid.inbox_depth, 100);
     atomic_int fired = 0;
     assert_int_equal(gh_spawn_on(idle, make_lag, &fired), 0);
     sleep_ns(300 * GH_MSEC);
@@ -270,6 +285,7 @@ static void test_observe_hub_metrics(void **state)
     assert_int_equal(i1.tasks_blocked, 3);
     assert_int_equal(i1.tasks_ready, 0);
     assert_true(i1.timer_lag_max_ns >= 50 * GH_MSEC);
+    assert_int_equal(b1.inbox_depth, 0); /* drained once the spin ended */
 
     static char text[16384];
     int n = gh_runtime_metrics(rt, text, sizeof text);
