@@ -38,6 +38,16 @@ typedef struct gh_task gh_task;
 typedef struct gh_timer gh_timer;
 typedef struct gh_runtime gh_runtime;
 
+/* -------------------------------------------------------------------------------------- version */
+
+/* The version of this header; gh_version() says the library's (they match unless mislinked). */
+#define GH_VERSION_MAJOR 0
+#define GH_VERSION_MINOR 2
+#define GH_VERSION_PATCH 0
+
+/** The library's version, "MAJOR.MINOR.PATCH". Any thread. */
+const char *gh_version(void);
+
 /* ------------------------------------------------------------------------------ errors and time */
 
 #define GH_FOREVER ((int64_t)-1)

@@ -577,6 +577,13 @@ static void test_observe_hub_dump(void **state)
 
 /* ----------------------------------------------------------- strerror */
 
+static void test_observe_version(void **state)
+{
+    char want[32];
+    snprintf(want, sizeof want, "%d.%d.%d", GH_VERSION_MAJOR, GH_VERSION_MINOR, GH_VERSION_PATCH);
+    assert_string_equal(gh_version(), want);
+}
+
 static void test_observe_strerror_means_the_errno(void **state)
 {
     assert_non_null(strstr(gh_strerror(-ENOENT), "no such entry"));
@@ -602,6 +609,7 @@ int main(void)
         cmocka_unit_test(test_observe_hub_dump),
         cmocka_unit_test(test_observe_stop_with_a_task_that_never_blocks),
         cmocka_unit_test(test_observe_strerror_means_the_errno),
+        cmocka_unit_test(test_observe_version),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
