@@ -261,17 +261,32 @@ static void print_row(const char *who, gh_hub *h)
            (unsigned long long)st.wakeups_written, (unsigned long long)st.loop_iterations);
 }
 
+/* The program's name as a person typed it, without Bazel's execroot path. */
+static const char *prog_name(const char *argv0)
+{
+    const char *slash = strrchr(argv0, '/');
+    return slash ? slash + 1 : argv0;
+}
+
 int main(int argc, char **argv)
 {
     double seconds = 3;
     int connections = 64;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
-            seconds = atof(argv[++i]);
+        char *end = NULL;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: %s [--seconds N] [--connections C]\n", prog_name(argv[0]));
+            return 0;
+        } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
+            seconds = strtod(argv[++i], &end);
         } else if (strcmp(argv[i], "--connections") == 0 && i + 1 < argc) {
-            connections = atoi(argv[++i]);
+            connections = (int)strtol(argv[++i], &end, 10);
         } else {
-            fprintf(stderr, "usage: %s [--seconds N] [--connections C]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--seconds N] [--connections C]\n", prog_name(argv[0]));
+            return 2;
+        }
+        if (end && (end == argv[i] || *end)) {
+            fprintf(stderr, "%s: %s %s: not a number\n", prog_name(argv[0]), argv[i - 1], argv[i]);
             return 2;
         }
     }

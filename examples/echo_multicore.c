@@ -21,6 +21,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,13 +221,32 @@ static int listen_port(int fd)
     return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
-static void usage(const char *argv0)
+/* The program's name as a person typed it, without Bazel's execroot path. */
+static const char *prog_name(const char *argv0)
 {
-    fprintf(stderr,
+    const char *slash = strrchr(argv0, '/');
+    return slash ? slash + 1 : argv0;
+}
+
+static void usage(FILE *out, const char *argv0)
+{
+    fprintf(out,
             "usage: %s [--threads N] [--backends epoll,poll,...] [--reuseport] [--port P]\n"
             "  backends: epoll poll select io_uring libev libevent (one per thread, in order;\n"
             "  threads beyond the list use the default)\n",
-            argv0);
+            prog_name(argv0));
+}
+
+/* @s as a whole number in [lo, hi], or false. */
+static bool parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
 }
 
 int main(int argc, char **argv)
@@ -239,22 +259,32 @@ int main(int argc, char **argv)
     int nbackends = 0;
 
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
-            threads = atoi(argv[++i]);
+        long v;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout, argv[0]);
+            return 0;
+        } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+            if (!parse_long(argv[++i], 1, MAX_THREADS, &v)) {
+                fprintf(stderr, "%s: --threads %s: not a number in [1, %d]\n", prog_name(argv[0]),
+                        argv[i], MAX_THREADS);
+                return 2;
+            }
+            threads = (int)v;
         } else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
-            port = atoi(argv[++i]);
+            if (!parse_long(argv[++i], 0, 65535, &v)) {
+                fprintf(stderr, "%s: --port %s: not a port number (0-65535)\n", prog_name(argv[0]),
+                        argv[i]);
+                return 2;
+            }
+            port = (int)v;
         } else if (strcmp(argv[i], "--backends") == 0 && i + 1 < argc) {
             blist = argv[++i];
         } else if (strcmp(argv[i], "--reuseport") == 0) {
             reuseport = 1;
         } else {
-            usage(argv[0]);
+            usage(stderr, argv[0]);
             return 2;
         }
-    }
-    if (threads < 1 || threads > MAX_THREADS || port < 0 || port > 65535) {
-        usage(argv[0]);
-        return 2;
     }
     if (blist) {
         for (char *save = NULL, *tok = strtok_r(blist, ",", &save); tok;

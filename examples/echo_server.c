@@ -115,9 +115,16 @@ static void stopper(void *arg)
         gh_close(clients[--nclients]); /* wakes each client task with -EBADF */
 }
 
-static void usage(const char *argv0)
+/* The program's name as a person typed it, without Bazel's execroot path. */
+static const char *prog_name(const char *argv0)
 {
-    fprintf(stderr, "usage: %s [--port N] [--backend NAME]\n", argv0);
+    const char *slash = strrchr(argv0, '/');
+    return slash ? slash + 1 : argv0;
+}
+
+static void usage(FILE *out, const char *argv0)
+{
+    fprintf(out, "usage: %s [--port N] [--backend NAME]\n", prog_name(argv0));
 }
 
 int main(int argc, char **argv)
@@ -126,18 +133,21 @@ int main(int argc, char **argv)
     const char *backend = NULL;
 
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout, argv[0]);
+            return 0;
+        } else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
             if (*end || v < 0 || v > 65535) {
-                usage(argv[0]);
+                usage(stderr, argv[0]);
                 return 2;
             }
             port = (int)v;
         } else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc) {
             backend = argv[++i];
         } else {
-            usage(argv[0]);
+            usage(stderr, argv[0]);
             return 2;
         }
     }

@@ -18,6 +18,7 @@ fail() {
 # --------------------------------------------------------------- echo_server
 run_echo() {
     local backend=$1 out=$tmp/echo_$1.out
+    : >"$out" # exists before the server starts: the first sed must not race its creation
     "$echo_server" --port 0 --backend "$backend" >"$out" 2>&1 &
     local pid=$!
     local port=""

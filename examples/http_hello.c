@@ -535,12 +535,19 @@ static void *hub_stop(void *arg)
 
 /* ---------------------------------------------------------------- main */
 
-static void usage(const char *argv0)
+/* The program's name as a person typed it, without Bazel's execroot path. */
+static const char *prog_name(const char *argv0)
 {
-    fprintf(stderr,
+    const char *slash = strrchr(argv0, '/');
+    return slash ? slash + 1 : argv0;
+}
+
+static void usage(FILE *out, const char *argv0)
+{
+    fprintf(out,
             "usage: %s [--threads N] [--port P] [--host ADDR] [--backend NAME]\n"
             "          [--timeout MS] [--max-header BYTES]\n",
-            argv0);
+            prog_name(argv0));
 }
 
 static bool parse_long(const char *s, long lo, long hi, long *out)
@@ -561,6 +568,10 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout, argv[0]);
+            return 0;
+        }
         bool ok = v != NULL;
         if (ok && strcmp(a, "--threads") == 0)
             ok = parse_long(v, 1, 256, &threads);
@@ -577,7 +588,7 @@ int main(int argc, char **argv)
         else
             ok = false;
         if (!ok) {
-            usage(argv[0]);
+            usage(stderr, argv[0]);
             return 2;
         }
         i++;

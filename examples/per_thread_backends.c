@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,8 +117,24 @@ static int backend_works(const char *name)
     return err;
 }
 
-int main(void)
+/* The program's name as a person typed it, without Bazel's execroot path. */
+static const char *prog_name(const char *argv0)
 {
+    const char *slash = strrchr(argv0, '/');
+    return slash ? slash + 1 : argv0;
+}
+
+int main(int argc, char **argv)
+{
+    /* No options: --help says what this is, anything else is a mistake. */
+    if (argc > 1) {
+        bool help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
+        fprintf(help ? stdout : stderr,
+                "usage: %s\n  per_thread_backends: one hub per thread, each on another backend, "
+                "handing work to each other\n",
+                prog_name(argv[0]));
+        return help ? 0 : 2;
+    }
     const char *backends[NHUBS];
     for (int i = 0; i < NHUBS; i++) {
         int err = backend_works(wanted[i]);
