@@ -8,6 +8,7 @@
  *   gh_call_on             hand fn to hub 1, wait green for its result
  *                          (the reference: one message there, one back);
  *   spawn_task_on + join   gh_spawn_task_on(hub 1), gh_join, release;
+ *   gh_migrate there+back  the driver moves itself to hub 1 and back;
  *   gh_close, remote       a task of hub 1 waits to read a pipe; the
  *                          driver's gh_close must reach hub 1, which wakes
  *                          its waiter with -EBADF and forgets the fd, and
@@ -28,7 +29,8 @@
 
 static gh_hub *other;
 static sem_t done;
-static double call_ns[N_CALL], join_ns[N_CALL], close_remote_ns[N_CLOSE], close_local_ns[N_CLOSE];
+static double call_ns[N_CALL], join_ns[N_CALL], migrate_ns[N_CALL];
+static double close_remote_ns[N_CLOSE], close_local_ns[N_CLOSE];
 
 static void *noop_call(void *arg)
 {
@@ -93,6 +95,16 @@ static void driver(void *arg)
         call_ns[i] = (double)(t1 - t0);
         join_ns[i] = (double)(t2 - t1);
     }
+    /* There and back: two moves, like gh_call_on's two messages. */
+    for (int i = 0; i < N_CALL; i++) {
+        int64_t t0 = gh_now();
+        int err = gh_migrate(other);
+        if (err == 0)
+            err = gh_migrate(self);
+        int64_t t1 = gh_now();
+        BENCH_CHECK(err == 0, "gh_migrate: %s", gh_strerror(err));
+        migrate_ns[i] = (double)(t1 - t0);
+    }
     for (int i = 0; i < N_CLOSE; i++) {
         close_remote_ns[i] = close_once(other);
         close_local_ns[i] = close_once(self);
@@ -117,11 +129,14 @@ int main(void)
 
     double call = bench_median(call_ns, N_CALL);
     double join = bench_median(join_ns, N_CALL);
+    double migrate = bench_median(migrate_ns, N_CALL);
     double remote = bench_median(close_remote_ns, N_CLOSE);
     double local = bench_median(close_local_ns, N_CLOSE);
     bench_table_header("across hubs: one operation, round trip to hub 1 and back");
     bench_row("gh_spawn_task_on + gh_join + release", join, "ns", "gh_call_on round trip", call,
               "ns", join / call, "", "");
+    bench_row("gh_migrate to hub 1 and back", migrate, "ns", "gh_call_on round trip", call, "ns",
+              migrate / call, "", "");
     bench_row("gh_close, waiter on another hub", remote, "ns", "gh_call_on round trip", call, "ns",
               remote / call, "", "");
     bench_row("gh_close, waiter on another hub", remote, "ns", "gh_close, waiter on own hub", local,

@@ -176,6 +176,8 @@ gh_hub *gh__hub_new(const gh_backend_ops *ops, size_t stack_size, int *errp)
     static pthread_once_t env_once = PTHREAD_ONCE_INIT;
     pthread_once(&env_once, gh__watchdog_env);
     gh__sched_init(&h->sched, stack_size);
+    h->sched.depart = gh__task_depart_to;
+    h->sched.depart_arg = h;
     h->born = gh_now();
     h->sched.now = h->born;
     err = gh__hub_register(h);

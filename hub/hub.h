@@ -63,9 +63,10 @@ typedef struct gh__hub_stats_atomic {
 } gh__hub_stats_atomic;
 
 struct gh_hub {
-    gh__sched sched;   /* first: a task's sched pointer is its hub's address */
-    uint32_t id;       /* process-wide, reused after the hub is freed (fdtable.c) */
-    uint32_t xwaiters; /* tasks blocked on other threads */
+    gh__sched sched;    /* first: a task's sched pointer is its hub's address */
+    uint32_t id;        /* process-wide, reused after the hub is freed (fdtable.c) */
+    uint32_t xwaiters;  /* tasks blocked on other threads */
+    gh_hub *migrate_to; /* where the departing task goes (gh_migrate, task.c) */
     bool main_started;
     bool in_run; /* the root is inside gh_hub_run */
 
@@ -111,6 +112,9 @@ static inline gh_hub *gh__task_hub(const gh_task *t)
 {
     return (gh_hub *)t->sched;
 }
+
+/* MAINLOOP's half of gh_migrate: hand the departed task @t to h->migrate_to (task.c). */
+void gh__task_depart_to(gh_task *t, void *hub);
 
 /* The calling thread's hub, or NULL; gh__hub() creates it (NULL + errno on failure). */
 #define gh__tls_hub (gh__self.hub)

@@ -142,9 +142,24 @@ static void task_join_fire(gh_task *t, void *arg)
     task_join_put(j);
 }
 
+/*
+ * A message for @t that reached a hub @t has left (gh_migrate): send it on
+ * to where @t is now. Returns true if it did (or @t's new hub is gone: it
+ * finished there, and so the message has nothing left to do).
+ */
+static bool task_forward(gh_hub *h, gh_task *t, void (*call)(gh_hub *, void *), void *arg)
+{
+    if (gh__task_hub(t) == h)
+        return false;
+    task_post(t, call, arg);
+    return true;
+}
+
 static void task_join_call(gh_hub *h, void *arg)
 {
     task_join *j = arg;
+    if (task_forward(h, j->t, task_join_call, j))
+        return;
     if (j->t->state == GH__TASK_DONE) {
         gh_xevent_set(&j->done, NULL);
         task_join_put(j);
@@ -159,6 +174,8 @@ static void task_join_call(gh_hub *h, void *arg)
 static void task_join_cancel(gh_hub *h, void *arg)
 {
     task_join *j = arg;
+    if (task_forward(h, j->t, task_join_cancel, j))
+        return;
     if (j->hooked) {
         j->hooked = false;
         gh__task_hook_remove(j->t, &j->hook);
@@ -206,13 +223,69 @@ int gh_join(gh_task *t, int64_t timeout_ns)
     if (!t->sched)
         return 0; /* its hub is gone: it finished */
     gh_hub *h = gh__tls_hub;
-    if (h && gh__task_hub(t) == h)
-        return gh__task_join(&h->sched, t, timeout_ns);
+    if (h && gh__task_hub(t) == h) {
+        int64_t deadline = gh__deadline(timeout_ns);
+        int err = gh__task_join(&h->sched, t, timeout_ns);
+        if (err != -EXDEV)
+            return err;
+        /* It moved to another hub while we waited: go on waiting for it there. */
+        if (deadline >= 0)
+            timeout_ns = deadline > gh_now() ? deadline - gh_now() : 0;
+    }
     return task_join_remote(t, timeout_ns);
+}
+
+/* ------------------------------------------------------------- moving */
+
+static void task_adopt_call(gh_hub *h, void *arg)
+{
+    gh__task_adopt(&h->sched, arg, 0);
+}
+
+void gh__task_depart_to(gh_task *t, void *hub)
+{
+    gh_hub *h = hub, *to = h->migrate_to;
+    h->migrate_to = NULL;
+    /* From here on, messages for t go to its new hub; this hub no longer touches it. */
+    atomic_store_explicit(&t->sched, &to->sched, memory_order_release);
+    gh__msg *m = task_msg_alloc();
+    if (gh__post_call_msg(to, m, task_adopt_call, t) != 0) {
+        /* The target went away meanwhile: stay here. */
+        gh__msg_free(m);
+        atomic_store_explicit(&t->sched, &h->sched, memory_order_release);
+        gh__task_adopt(&h->sched, t, -ESHUTDOWN);
+    }
+}
+
+int gh_migrate(gh_hub *target)
+{
+    gh_hub *h = gh__tls_hub;
+    if (!target)
+        return -EINVAL;
+    if (!h)
+        return -EPERM; /* a plain thread is not a task */
+    int err = gh__can_block(&h->sched);
+    if (err)
+        return err;
+    if (h->sched.current == &h->sched.root)
+        return -EPERM; /* the root is the thread's own stack: it cannot leave */
+    if (target == h)
+        return 0;
+    if (gh__inbox_closed(&target->inbox) || atomic_load(&target->gone))
+        return -ESHUTDOWN;
+    gh_task *t = h->sched.current;
+    /* A wake-up already posted to this hub for t must find it here. */
+    while (t->xwakes_inflight)
+        if ((err = gh__task_yield(&h->sched)) != 0)
+            return err;
+    h->migrate_to = target;
+    return gh__task_depart(&h->sched);
 }
 
 static void task_kill_call(gh_hub *h, void *arg)
 {
+    if (task_forward(h, arg, task_kill_call, arg))
+        return;
     gh__task_kill(&h->sched, arg);
 }
 
@@ -235,6 +308,8 @@ int gh_kill(gh_task *t)
 
 static void task_release_call(gh_hub *h, void *arg)
 {
+    if (task_forward(h, arg, task_release_call, arg))
+        return;
     gh__task_release(&h->sched, arg);
 }
 

@@ -154,6 +154,21 @@ void gh_task_release(gh_task *t);
  */
 gh_hub *gh_task_hub(const gh_task *t);
 
+/**
+ * Move the calling task to @target's hub: it stops here and goes on there,
+ * on @target's thread, with its stack, its name and its handle (join, kill
+ * and release follow it; a task of this hub joining it keeps waiting). Its
+ * stack goes to @target's cache when it ends. Call it between waits: the
+ * task holds no fd wait or timeout while it runs. Code that keeps the
+ * address of a _Thread_local variable across this call keeps the old
+ * thread's.
+ * @return 0 once it runs on @target (at once if @target is its hub);
+ *         -ESHUTDOWN if @target is stopping or gone; -EPERM from the root
+ *         task, a timer callback or a thread with no hub; -ECANCELED if
+ *         killed; -EINVAL for NULL. A task of a hub.
+ */
+int gh_migrate(gh_hub *target);
+
 /** @t's id: the root task is 0, spawned tasks count from 1 per hub. Any thread. */
 uint64_t gh_task_id(const gh_task *t);
 

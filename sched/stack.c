@@ -291,8 +291,8 @@ void gh__stack_put(gh__stack_cache *c, gh__stack *s)
         /* Overflowed on its way out, after the last switch check. */
         gh__stack_overflow(0, s);
     }
-    if (c->count >= c->max) {
-        stack_unmap(s);
+    if (c->count >= c->max || s->size != c->stack_size) {
+        stack_unmap(s); /* full, or a task that moved here from a hub with other stacks */
         return;
     }
     s->next_cached = c->head;

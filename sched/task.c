@@ -115,7 +115,7 @@ static void task_init_fields(gh__sched *s, gh_task *t)
 {
     _Static_assert(sizeof(gh_task) == sizeof(gh__ctx) + 256,
                    "a field was added to gh_task: initialise it here");
-    t->sched = s;
+    atomic_store_explicit(&t->sched, s, memory_order_relaxed);
     t->rq_next = NULL;
     t->all_prev = t->all_next = NULL;
     t->id = 0;
@@ -372,13 +372,14 @@ static gh_task *task_chain_next(gh__sched *s, gh_task *done)
 static void task_entry(void *arg)
 {
     gh_task *t = arg;
-    gh__sched *s = t->sched;
+    gh__sched *s;
 
 #if GH_ASAN
     __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
     for (;;) {
         t->fn(t->arg);
+        s = t->sched; /* read after fn: the task may have moved to another scheduler */
         task_finish(s, t);
         gh_task *next = task_chain_next(s, t);
         if (!next)
@@ -458,6 +459,12 @@ void gh__run_ready(gh__sched *s)
         if (s->finished) {
             task_reclaim(s, s->finished);
             s->finished = NULL;
+        }
+        /* Or it is leaving: its context is saved now, so it may run elsewhere. */
+        if (__builtin_expect(s->departing != NULL, 0)) {
+            gh_task *d = s->departing;
+            s->departing = NULL;
+            s->depart(d, s->depart_arg);
         }
     }
     s->rq_batch = 0;
@@ -568,6 +575,34 @@ int gh__task_join(gh__sched *s, gh_task *t, int64_t timeout_ns)
     return gh__task_park(s, gh__deadline(timeout_ns), join_unlink, t, "join");
 }
 
+int gh__task_depart(gh__sched *s)
+{
+    gh_task *t = s->current;
+    gh_task *j;
+    while ((j = gh__waitq_first(&t->joiners)))
+        gh__task_wake_detach(j, -EXDEV);
+    t->state = GH__TASK_MOVING;
+    task_unlink_all(s, t);
+    s->live_tasks--;
+    GH__STAT_ADD(&s->stats, tasks_live, -1);
+    s->departing = t;
+    gh__switch(s, &s->main);
+    return t->wake_result;
+}
+
+void gh__task_adopt(gh__sched *s, gh_task *t, int result)
+{
+    GH_ASSERT(t->state == GH__TASK_MOVING);
+    t->timeout.sched = s;
+    t->killed |= atomic_load_explicit(&s->kill_all, memory_order_relaxed);
+    t->wake_result = result;
+    t->state = GH__TASK_READY;
+    task_link_all(s, t);
+    s->live_tasks++;
+    GH__STAT_ADD(&s->stats, tasks_live, 1);
+    gh__runq_push(s, t);
+}
+
 int gh__task_yield(gh__sched *s)
 {
     gh_task *t = s->current;
@@ -668,7 +703,7 @@ void gh__sched_term(gh__sched *s, bool orphan)
     s->root.name = NULL;
     /* From now on each belongs to its handle alone (gh_task_hub says NULL). */
     for (gh_task *t = s->held; t && orphan; t = t->all_next)
-        t->sched = NULL;
+        atomic_store_explicit(&t->sched, NULL, memory_order_relaxed);
     s->held = NULL;
     while (s->free_tasks) {
         gh_task *t = s->free_tasks;

@@ -33,6 +33,7 @@ typedef enum gh__task_state {
     GH__TASK_READY,   /* in the run queue */
     GH__TASK_RUNNING, /* on the CPU */
     GH__TASK_BLOCKED, /* parked; a waker will ready it */
+    GH__TASK_MOVING,  /* between two schedulers (gh__task_depart .. gh__task_adopt) */
     GH__TASK_DONE     /* returned; stack gone */
 } gh__task_state;
 
@@ -52,7 +53,12 @@ typedef struct gh__task_hook {
 
 struct gh_task {
     gh__ctx ctx; /* saved context; first so the switch finds it cheaply */
-    struct gh__sched *sched;
+    /*
+     * The scheduler it runs on. Another thread reads it to address a message
+     * to the task's hub, and a move changes it: hence atomic (a plain load on
+     * x86-64); only the owning scheduler's thread writes it.
+     */
+    _Atomic(struct gh__sched *) sched;
     gh_task *rq_next;             /* run queue / free list link */
     gh_task *all_prev, *all_next; /* every live task of the scheduler */
     uint64_t id;
@@ -107,6 +113,9 @@ typedef struct gh__sched {
     gh__stack_cache stacks;
     gh__timer_heap timers;
     atomic_bool kill_all; /* new tasks start cancelled (a runtime stop past its drain timeout) */
+    gh_task *departing;   /* a task leaving for another scheduler (gh__task_depart) */
+    void (*depart)(gh_task *t, void *arg); /* MAINLOOP hands it over (the hub's) */
+    void *depart_arg;
     void (*main_loop)(void *); /* what MAINLOOP runs: the hub's loop */
     void *main_arg;
     gh__sched_stats stats;
@@ -156,6 +165,16 @@ int gh__task_join(gh__sched *s, gh_task *t, int64_t timeout_ns);
 void gh__task_kill(gh__sched *s, gh_task *t);
 /* Kill every live task (runtime stop after its drain timeout). */
 void gh__task_kill_all(gh__sched *s);
+/*
+ * The running task leaves @s: its local joiners are woken with -EXDEV (they
+ * join again from afar), it leaves the live list, and once its context is
+ * saved MAINLOOP calls s->depart(t), which must hand it to another scheduler
+ * (gh__task_adopt there) or back to @s. Returns what the adopter set in
+ * t->wake_result, running on the new scheduler's thread.
+ */
+int gh__task_depart(gh__sched *s);
+/* On @s's thread: take in a task another scheduler let go of; it runs next in line. */
+void gh__task_adopt(gh__sched *s, gh_task *t, int result);
 /* Run hook(t) when @t finishes; @t is not finished yet. */
 void gh__task_hook_add(gh_task *t, gh__task_hook *k);
 /* Take back a hook that has not fired. */

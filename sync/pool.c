@@ -131,7 +131,8 @@ int gh_pool_spawn(gh_pool *p, void (*fn)(void *), void *arg, gh_task **out, int6
         if (!err) {
             gh__waitq_push(&p->spawners, h->sched.current);
             p->waiting++;
-            err = gh__task_park(&h->sched, gh__deadline(timeout_ns), pool_unlink_spawner, p, "pool slot");
+            err = gh__task_park(&h->sched, gh__deadline(timeout_ns), pool_unlink_spawner, p,
+                                "pool slot");
             p->waiting--;
         }
         if (err) {
@@ -166,7 +167,8 @@ int gh_pool_waitall(gh_pool *p, int64_t timeout_ns)
     if (timeout_ns == 0)
         return -ETIMEDOUT;
     gh__waitq_push(&p->waitall, h->sched.current);
-    return gh__task_park(&h->sched, gh__deadline(timeout_ns), pool_unlink_waitall, p, "pool waitall");
+    return gh__task_park(&h->sched, gh__deadline(timeout_ns), pool_unlink_waitall, p,
+                         "pool waitall");
 }
 
 int gh_pool_resize(gh_pool *p, size_t size)

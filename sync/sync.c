@@ -57,8 +57,7 @@ static int sync_wait_prepare(const gh__waitq *l, gh_hub **hp)
     return gh__can_block(&h->sched);
 }
 
-static int sync_park(gh_hub *h, gh__waitq *l, sync_wait *w, int64_t timeout_ns,
-                     const char *what)
+static int sync_park(gh_hub *h, gh__waitq *l, sync_wait *w, int64_t timeout_ns, const char *what)
 {
     w->list = l;
     gh__waitq_push(l, h->sched.current);

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -261,6 +263,214 @@ static void test_xhub_release_after_hub_close(void **state)
     end_clean();
 }
 
+/* ------------------------------------------------------------ gh_migrate */
+
+typedef struct mover {
+    gh_hub *hubs[2];
+    int rounds;
+    atomic_int wrong_hub, errors, done;
+} mover;
+
+static void mover_task(void *arg)
+{
+    mover *m = arg;
+    for (int i = 0; i < m->rounds; i++) {
+        gh_hub *to = m->hubs[(i + 1) % 2];
+        int err = gh_migrate(to);
+        if (err)
+            atomic_fetch_add(&m->errors, 1);
+        if (gh_get_hub() != to || gh_task_hub(gh_current()) != to)
+            atomic_fetch_add(&m->wrong_hub, 1);
+        if (i % 7 == 0 && gh_sleep(i % 14 ? 0 : 10 * GH_USEC) != 0) /* it waits there, too */
+            atomic_fetch_add(&m->errors, 1);
+    }
+    atomic_store(&m->done, 1);
+}
+
+/* A task moves back and forth 1,000 times; each time it runs on the hub it moved to. */
+static void test_xhub_migrate_back_and_forth(void **state)
+{
+    gh_runtime *rt = rt_start(2);
+    mover m = {.hubs = {gh_runtime_hub(rt, 0), gh_runtime_hub(rt, 1)}, .rounds = 1000};
+    gh_task *t = gh_spawn_task_on(m.hubs[0], mover_task, &m);
+    assert_non_null(t);
+    assert_int_equal(gh_join(t, 10 * GH_SEC), 0);
+    assert_int_equal(atomic_load(&m.done), 1);
+    assert_int_equal(atomic_load(&m.errors), 0);
+    assert_int_equal(atomic_load(&m.wrong_hub), 0);
+    gh_task_release(t);
+    assert_int_equal(gh_runtime_stop(rt, 5 * GH_SEC), 0);
+    gh_runtime_destroy(rt);
+}
+
+/*
+ * A reader moves to the other hub after every read while a plain thread
+ * streams 1 MiB through a socket: every byte arrives, in order.
+ */
+#define STREAM_BYTES (1 << 20)
+
+typedef struct stream {
+    int rfd, wfd;
+    gh_hub *hubs[2];
+    atomic_int bad, moves, done;
+    atomic_long got;
+} stream;
+
+static void *stream_writer(void *arg)
+{
+    stream *s = arg;
+    unsigned char buf[4096];
+    long off = 0;
+    while (off < STREAM_BYTES) {
+        for (int i = 0; i < (int)sizeof buf; i++)
+            buf[i] = (unsigned char)((off + i) * 131 % 251);
+        ssize_t n = write(s->wfd, buf, sizeof buf);
+        if (n <= 0)
+            break;
+        off += n;
+    }
+    return NULL;
+}
+
+static void stream_reader(void *arg)
+{
+    stream *s = arg;
+    unsigned char buf[3000];
+    long off = 0;
+    int side = 0;
+    while (off < STREAM_BYTES) {
+        ssize_t n = gh_read(s->rfd, buf, sizeof buf, 10 * GH_SEC);
+        if (n <= 0) {
+            atomic_fetch_add(&s->bad, 1);
+            break;
+        }
+        for (ssize_t i = 0; i < n; i++)
+            if (buf[i] != (unsigned char)((off + i) * 131 % 251))
+                atomic_fetch_add(&s->bad, 1);
+        off += n;
+        side ^= 1;
+        if (gh_migrate(s->hubs[side]) == 0)
+            atomic_fetch_add(&s->moves, 1);
+    }
+    atomic_store(&s->got, off);
+    atomic_store(&s->done, 1);
+}
+
+static void test_xhub_migrate_reader_while_streaming(void **state)
+{
+    gh_runtime *rt = rt_start(2);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    stream s = {.rfd = sv[0], .wfd = sv[1], .hubs = {gh_runtime_hub(rt, 0), gh_runtime_hub(rt, 1)}};
+    assert_int_equal(gh_spawn_on(s.hubs[0], stream_reader, &s), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, stream_writer, &s), 0);
+    assert_true(wait_at_least(&s.done, 1, 30 * GH_SEC));
+    pthread_join(th, NULL);
+    assert_int_equal(atomic_load(&s.bad), 0);
+    assert_int_equal(atomic_load(&s.got), STREAM_BYTES);
+    assert_true(atomic_load(&s.moves) >= 100);
+    assert_int_equal(gh_runtime_stop(rt, 5 * GH_SEC), 0);
+    gh_runtime_destroy(rt);
+    gh_close(sv[0]);
+    close(sv[1]);
+}
+
+/*
+ * A task that keeps moving is joined by a task of the hub it started on
+ * (that join follows it), timed out and then killed from a plain thread;
+ * the kill finds it wherever it is.
+ */
+typedef struct roamer {
+    gh_hub *hubs[2];
+    gh_task *target;
+    atomic_int moves, sleep_result, local_join, joined;
+} roamer;
+
+static void roamer_task(void *arg)
+{
+    roamer *r = arg;
+    int err = 0;
+    for (int i = 0; err == 0; i++) {
+        if (gh_migrate(r->hubs[i % 2]) == 0)
+            atomic_fetch_add(&r->moves, 1);
+        err = gh_sleep(50 * GH_USEC);
+    }
+    atomic_store(&r->sleep_result, err);
+}
+
+static void local_joiner(void *arg)
+{
+    roamer *r = arg;
+    atomic_store(&r->local_join, gh_join(r->target, 10 * GH_SEC));
+    atomic_store(&r->joined, 1);
+}
+
+static void test_xhub_migrating_task_joined_and_killed(void **state)
+{
+    gh_runtime *rt = rt_start(2);
+    roamer r = {.hubs = {gh_runtime_hub(rt, 0), gh_runtime_hub(rt, 1)}};
+    atomic_store(&r.sleep_result, 1);
+    atomic_store(&r.local_join, 1);
+    r.target = gh_spawn_task_on(r.hubs[0], roamer_task, &r);
+    assert_non_null(r.target);
+    assert_int_equal(gh_spawn_on(r.hubs[0], local_joiner, &r), 0);
+    assert_true(wait_at_least(&r.moves, 200, 10 * GH_SEC));
+    assert_int_equal(gh_join(r.target, 20 * GH_MSEC), -ETIMEDOUT);
+    assert_int_equal(gh_kill(r.target), 0);
+    assert_int_equal(gh_join(r.target, 5 * GH_SEC), 0);
+    assert_int_equal(atomic_load(&r.sleep_result), -ECANCELED);
+    assert_true(wait_at_least(&r.joined, 1, 5 * GH_SEC));
+    assert_int_equal(atomic_load(&r.local_join), 0);
+    gh_task_release(r.target);
+    assert_int_equal(gh_runtime_stop(rt, 5 * GH_SEC), 0);
+    gh_runtime_destroy(rt);
+}
+
+static void migrate_from_cb(void *arg)
+{
+    *(int *)arg = gh_migrate(gh_get_hub());
+}
+
+typedef struct migrate_errs {
+    gh_hub *stopped;
+    atomic_int to_stopped, to_self, killed, done;
+} migrate_errs;
+
+static void migrate_err_task(void *arg)
+{
+    migrate_errs *e = arg;
+    atomic_store(&e->to_self, gh_migrate(gh_get_hub()));
+    atomic_store(&e->to_stopped, gh_migrate(e->stopped));
+    gh_kill(gh_current());
+    atomic_store(&e->killed, gh_migrate(e->stopped));
+    atomic_store(&e->done, 1);
+}
+
+static void test_xhub_migrate_errors(void **state)
+{
+    gh_runtime *dead = rt_start(1);
+    assert_int_equal(gh_runtime_stop(dead, 5 * GH_SEC), 0);
+    gh_runtime *rt = rt_start(1);
+    migrate_errs e = {.stopped = gh_runtime_hub(dead, 0)};
+    assert_int_equal(gh_spawn_on(gh_runtime_hub(rt, 0), migrate_err_task, &e), 0);
+    assert_true(wait_at_least(&e.done, 1, 5 * GH_SEC));
+    assert_int_equal(atomic_load(&e.to_self), 0);
+    assert_int_equal(atomic_load(&e.to_stopped), -ESHUTDOWN);
+    assert_int_equal(atomic_load(&e.killed), -ECANCELED);
+    assert_int_equal(gh_runtime_stop(rt, 5 * GH_SEC), 0);
+
+    assert_int_equal(gh_migrate(NULL), -EINVAL);
+    assert_int_equal(gh_migrate(gh_runtime_hub(rt, 0)), -EPERM); /* the root cannot leave */
+    int from_cb = 1;
+    gh_timer_release(gh_call_after(0, migrate_from_cb, &from_cb));
+    assert_int_equal(gh_sleep(GH_MSEC), 0);
+    assert_int_equal(from_cb, -EPERM);
+    gh_runtime_destroy(rt);
+    gh_runtime_destroy(dead);
+    end_clean();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -272,6 +482,10 @@ int main(void)
         cmocka_unit_test(test_xhub_many_joined_from_other_hub),
         cmocka_unit_test(test_xhub_stopped_runtime),
         cmocka_unit_test(test_xhub_release_after_hub_close),
+        cmocka_unit_test(test_xhub_migrate_back_and_forth),
+        cmocka_unit_test(test_xhub_migrate_reader_while_streaming),
+        cmocka_unit_test(test_xhub_migrating_task_joined_and_killed),
+        cmocka_unit_test(test_xhub_migrate_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
