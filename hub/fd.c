@@ -13,7 +13,6 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -330,9 +329,7 @@ static bool fd_close_wait(fd_close *c, gh_hub *h)
     while (c->pending > 0) {
         if (!c->wake) {
             pthread_mutex_unlock(&c->lock);
-            gh__msg *m;
-            while (!(m = gh__msg_alloc()))
-                sched_yield();
+            gh__msg *m = gh__msg_alloc_retry();
             pthread_mutex_lock(&c->lock);
             if (c->pending == 0) {
                 gh__msg_free(m);

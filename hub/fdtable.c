@@ -18,7 +18,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdlib.h>
 
 #include "hub/hub.h"
@@ -123,15 +122,6 @@ void gh__fdtable_after_fork(gh_hub *keep)
     }
 }
 
-/* A message node, waiting out a transient ENOMEM: a close is never dropped. */
-static gh__msg *fdt_msg_alloc(void)
-{
-    gh__msg *m;
-    while (!(m = gh__msg_alloc()))
-        sched_yield();
-    return m;
-}
-
 int gh__hubs_call(uint64_t mask, const gh_hub *self, void (*call)(gh_hub *, void *), void *arg,
                   int (*count)(void *arg, int n))
 {
@@ -147,7 +137,7 @@ int gh__hubs_call(uint64_t mask, const gh_hub *self, void (*call)(gh_hub *, void
     for (uint32_t id = 0; id < reg_cap; id++) {
         gh_hub *h = reg_hubs[id];
         if (h && h != self && (mask & gh__hub_bit(h))) {
-            int err = gh__post_call_msg(h, fdt_msg_alloc(), call, arg);
+            int err = gh__post_call_msg(h, gh__msg_alloc_retry(), call, arg);
             GH_ASSERT(err == 0); /* a registered hub is not gone */
         }
     }

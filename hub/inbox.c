@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include <unistd.h>
 #ifndef GH_WAKEUP_PIPE
@@ -147,6 +148,14 @@ static void pool_return(gh__msg_pool *pool, gh__msg *first, gh__msg *last)
         atomic_store_explicit(&last->next, head, memory_order_relaxed);
     } while (!atomic_compare_exchange_weak_explicit(&pool->returned, &head, first,
                                                     memory_order_release, memory_order_relaxed));
+}
+
+gh__msg *gh__msg_alloc_retry(void)
+{
+    gh__msg *m;
+    while (!(m = gh__msg_alloc()))
+        sched_yield();
+    return m;
 }
 
 void gh__msg_free(gh__msg *m)

@@ -67,6 +67,11 @@ void gh__inbox_term(gh__inbox *in);
 int gh__inbox_post(gh_hub *h, gh__inbox *in, gh__msg *m);
 /* A message node from the calling thread's pool; NULL on ENOMEM. */
 gh__msg *gh__msg_alloc(void);
+/*
+ * The same, waiting out a transient ENOMEM: for control messages that must
+ * not be dropped (a close, a release, a join's cancel, a move).
+ */
+gh__msg *gh__msg_alloc_retry(void);
 /* Hand a consumed node back to its pool (any thread). */
 void gh__msg_free(gh__msg *m);
 /* Consumer side: next message, or NULL (empty, or a producer mid-push). */

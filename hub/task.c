@@ -3,7 +3,6 @@
  * asks its scheduler (sched/task.c) to do the work.
  */
 #include <errno.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,19 +51,10 @@ gh_task *gh_spawn_after(int64_t delay_ns, void (*fn)(void *), void *arg)
  * A task whose hub is gone has finished: it belongs to its handle alone.
  */
 
-/* A message node, waiting out a transient ENOMEM: a release or a join's cancel is never dropped. */
-static gh__msg *task_msg_alloc(void)
-{
-    gh__msg *m;
-    while (!(m = gh__msg_alloc()))
-        sched_yield();
-    return m;
-}
-
 /* Post call(hub, arg) to @t's hub: 0, or -ESHUTDOWN when the hub is gone (t finished). */
 static int task_post(gh_task *t, void (*call)(gh_hub *, void *), void *arg)
 {
-    gh__msg *m = task_msg_alloc();
+    gh__msg *m = gh__msg_alloc_retry();
     int err = gh__post_call_msg(gh__task_hub(t), m, call, arg);
     if (err)
         gh__msg_free(m);
@@ -248,7 +238,7 @@ void gh__task_depart_to(gh_task *t, void *hub)
     h->migrate_to = NULL;
     /* From here on, messages for t go to its new hub; this hub no longer touches it. */
     atomic_store_explicit(&t->sched, &to->sched, memory_order_release);
-    gh__msg *m = task_msg_alloc();
+    gh__msg *m = gh__msg_alloc_retry();
     if (gh__post_call_msg(to, m, task_adopt_call, t) != 0) {
         /* The target went away meanwhile: stay here. */
         gh__msg_free(m);
