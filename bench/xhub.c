@@ -9,6 +9,7 @@
  *                          (the reference: one message there, one back);
  *   spawn_task_on + join   gh_spawn_task_on(hub 1), gh_join, release;
  *   gh_migrate there+back  the driver moves itself to hub 1 and back;
+ *   gh_task_move           another task, asleep, moved between the hubs;
  *   gh_close, remote       a task of hub 1 waits to read a pipe; the
  *                          driver's gh_close must reach hub 1, which wakes
  *                          its waiter with -EBADF and forgets the fd, and
@@ -29,7 +30,7 @@
 
 static gh_hub *other;
 static sem_t done;
-static double call_ns[N_CALL], join_ns[N_CALL], migrate_ns[N_CALL];
+static double call_ns[N_CALL], join_ns[N_CALL], migrate_ns[N_CALL], move_ns[N_CALL];
 static double close_remote_ns[N_CLOSE], close_local_ns[N_CLOSE];
 
 static void *noop_call(void *arg)
@@ -76,6 +77,12 @@ static double close_once(gh_hub *hub)
     return (double)(t1 - t0);
 }
 
+static void sleep_forever(void *arg)
+{
+    (void)arg;
+    gh_sleep(GH_FOREVER);
+}
+
 static void driver(void *arg)
 {
     (void)arg;
@@ -105,6 +112,20 @@ static void driver(void *arg)
         BENCH_CHECK(err == 0, "gh_migrate: %s", gh_strerror(err));
         migrate_ns[i] = (double)(t1 - t0);
     }
+    /* Another task, asleep: moved between the two hubs, from here. */
+    gh_task *napper = gh_spawn_task_on(other, sleep_forever, NULL);
+    BENCH_CHECK(napper != NULL, "gh_spawn_task_on");
+    gh_sleep(GH_MSEC);
+    for (int i = 0; i < N_CALL; i++) {
+        int64_t t0 = gh_now();
+        int err = gh_task_move(napper, i % 2 ? other : self);
+        int64_t t1 = gh_now();
+        BENCH_CHECK(err == 0, "gh_task_move: %s", gh_strerror(err));
+        move_ns[i] = (double)(t1 - t0);
+    }
+    gh_kill(napper);
+    gh_join(napper, GH_FOREVER);
+    gh_task_release(napper);
     for (int i = 0; i < N_CLOSE; i++) {
         close_remote_ns[i] = close_once(other);
         close_local_ns[i] = close_once(self);
@@ -130,6 +151,7 @@ int main(void)
     double call = bench_median(call_ns, N_CALL);
     double join = bench_median(join_ns, N_CALL);
     double migrate = bench_median(migrate_ns, N_CALL);
+    double move = bench_median(move_ns, N_CALL);
     double remote = bench_median(close_remote_ns, N_CLOSE);
     double local = bench_median(close_local_ns, N_CLOSE);
     bench_table_header("across hubs: one operation, round trip to hub 1 and back");
@@ -137,6 +159,8 @@ int main(void)
               "ns", join / call, "", "");
     bench_row("gh_migrate to hub 1 and back", migrate, "ns", "gh_call_on round trip", call, "ns",
               migrate / call, "", "");
+    bench_row("gh_task_move of a sleeping task", move, "ns", "gh_call_on round trip", call, "ns",
+              move / call, "", "");
     bench_row("gh_close, waiter on another hub", remote, "ns", "gh_call_on round trip", call, "ns",
               remote / call, "", "");
     bench_row("gh_close, waiter on another hub", remote, "ns", "gh_close, waiter on own hub", local,

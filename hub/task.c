@@ -247,6 +247,107 @@ void gh__task_depart_to(gh_task *t, void *hub)
     }
 }
 
+/*
+ * gh_task_move: the task's hub detaches it (only from a wait that cannot
+ * touch the hub again: not yet started, gh_sleep, gh_yield), points it at
+ * the target and posts it there; the target attaches it in the same state,
+ * with the same deadline, and tells the mover. Two references: the
+ * mover's, and the one that travels with the request.
+ */
+typedef struct task_move {
+    atomic_int refs;
+    gh_task *t;
+    gh_hub *to;
+    gh__move_state ms;
+    int result;
+    gh_xevent done;
+} task_move;
+
+static void task_move_put(task_move *mv)
+{
+    if (atomic_fetch_sub(&mv->refs, 1) == 1) {
+        gh_xevent_destroy(&mv->done);
+        free(mv);
+    }
+}
+
+static void task_move_answer(task_move *mv, int result)
+{
+    mv->result = result;
+    gh_xevent_set(&mv->done, NULL);
+    task_move_put(mv);
+}
+
+static void task_attach_call(gh_hub *h, void *arg)
+{
+    task_move *mv = arg;
+    gh__task_attach(&h->sched, mv->t, &mv->ms);
+    task_move_answer(mv, 0);
+}
+
+static void task_move_call(gh_hub *h, void *arg)
+{
+    task_move *mv = arg;
+    gh_task *t = mv->t;
+    if (task_forward(h, t, task_move_call, mv))
+        return;
+    if (mv->to == h) {
+        task_move_answer(mv, 0);
+        return;
+    }
+    int err = gh__task_detach(&h->sched, t, &mv->ms);
+    if (err) {
+        task_move_answer(mv, err);
+        return;
+    }
+    atomic_store_explicit(&t->sched, &mv->to->sched, memory_order_release);
+    gh__msg *m = gh__msg_alloc_retry();
+    if (gh__post_call_msg(mv->to, m, task_attach_call, mv) != 0) {
+        gh__msg_free(m); /* the target went away meanwhile: it stays here */
+        atomic_store_explicit(&t->sched, &h->sched, memory_order_release);
+        gh__task_attach(&h->sched, t, &mv->ms);
+        task_move_answer(mv, -ESHUTDOWN);
+    }
+}
+
+int gh_task_move(gh_task *t, gh_hub *target)
+{
+    if (!t || !target)
+        return -EINVAL;
+    if (!t->sched || atomic_load_explicit(&t->finished, memory_order_acquire))
+        return -ENOENT;
+    gh_hub *h = gh__tls_hub;
+    if (h && t == h->sched.current)
+        return gh_migrate(target); /* the caller itself */
+    if (gh__inbox_closed(&target->inbox) || atomic_load(&target->gone))
+        return -ESHUTDOWN;
+    gh_hub *dummy;
+    int err = gh__caller_can_block(&dummy);
+    if (err)
+        return err;
+    task_move *mv = calloc(1, sizeof *mv);
+    if (!mv)
+        return -ENOMEM;
+    if ((err = gh_xevent_init(&mv->done)) != 0) {
+        free(mv);
+        return err;
+    }
+    atomic_init(&mv->refs, 2);
+    mv->t = t;
+    mv->to = target;
+    mv->result = -EINPROGRESS;
+    if (task_post(t, task_move_call, mv) != 0) {
+        task_move_put(mv);
+        task_move_put(mv);
+        return -ENOENT; /* its hub is gone: it finished */
+    }
+    err = gh__xevent_wait(&mv->done, NULL, GH_FOREVER, "task move");
+    if (err == 0)
+        err = mv->result;
+    task_move_put(mv);
+    return err;
+}
+
 int gh_migrate(gh_hub *target)
 {
     gh_hub *h = gh__tls_hub;

@@ -169,6 +169,20 @@ gh_hub *gh_task_hub(const gh_task *t);
  */
 int gh_migrate(gh_hub *target);
 
+/**
+ * Move @t, a task of any hub, to @target's hub, with the wait it is in: a
+ * task that has not started yet, or one in gh_sleep or gh_yield, keeps its
+ * deadline and wakes on @target, never early. The calling task moves itself
+ * (as gh_migrate). The caller waits (green, or blocking a plain thread)
+ * until @t's hub has let it go and @target has it: then gh_task_hub(t) is
+ * @target. A task waiting on anything else (an fd, an event, a join, a
+ * channel) cannot move yet: -EBUSY; move it between waits with gh_migrate.
+ * @return 0; -EBUSY; -ENOENT if it finished; -ESHUTDOWN if @target is
+ *         stopping or gone; -ECANCELED if the caller was killed while
+ *         waiting (the move may still happen); -EINVAL. Any thread.
+ */
+int gh_task_move(gh_task *t, gh_hub *target);
+
 /** @t's id: the root task is 0, spawned tasks count from 1 per hub. Any thread. */
 uint64_t gh_task_id(const gh_task *t);
 

@@ -608,10 +608,94 @@ int gh__task_yield(gh__sched *s)
     gh_task *t = s->current;
     /* Behind every task ready now; the next MAINLOOP batch resumes us. */
     t->state = GH__TASK_READY;
+    t->wait_what = "yield";
     gh__runq_push(s, t);
     t->wake_result = 0;
     gh__switch(s, &s->main);
+    t->wait_what = NULL;
     return t->killed ? -ECANCELED : 0;
+}
+
+/* Take @t out of the (singly linked) run queue: O(length), for the rare move. */
+static void runq_remove(gh__sched *s, gh_task *t)
+{
+    gh_task **pp = &s->rq_head, *prev = NULL;
+    while (*pp && *pp != t) {
+        prev = *pp;
+        pp = &(*pp)->rq_next;
+    }
+    GH_ASSERT(*pp == t);
+    *pp = t->rq_next;
+    if (s->rq_tail == t)
+        s->rq_tail = prev;
+    s->rq_len--;
+    t->in_runq = false;
+    t->rq_next = NULL;
+}
+
+int gh__task_detach(gh__sched *s, gh_task *t, gh__move_state *ms)
+{
+    if (t->state == GH__TASK_DONE)
+        return -ENOENT;
+    bool sleeping = t->wait_what && !t->unlink &&
+                    (strcmp(t->wait_what, "sleep") == 0 || strcmp(t->wait_what, "yield") == 0);
+    bool movable = t->state == GH__TASK_NEW ||
+                   ((t->state == GH__TASK_READY || t->state == GH__TASK_BLOCKED) && sleeping);
+    if (!movable || t == s->current || t->is_root || t->xwakes_inflight)
+        return -EBUSY;
+    ms->state = t->state;
+    ms->when = -1;
+    if (t->in_runq)
+        runq_remove(s, t);
+    if (t->timeout.heap_idx != GH__NOT_IN_HEAP) {
+        ms->when = t->timeout.when;
+        gh__timer_remove(&s->timers, &t->timeout);
+    }
+    gh_task *j;
+    while ((j = gh__waitq_first(&t->joiners)))
+        gh__task_wake_detach(j, -EXDEV);
+    t->state = GH__TASK_MOVING;
+    task_unlink_all(s, t);
+    s->live_tasks--;
+    GH__STAT_ADD(&s->stats, tasks_live, -1);
+    return 0;
+}
+
+void gh__task_attach(gh__sched *s, gh_task *t, const gh__move_state *ms)
+{
+    GH_ASSERT(t->state == GH__TASK_MOVING);
+    t->timeout.sched = s;
+    t->killed |= atomic_load_explicit(&s->kill_all, memory_order_relaxed);
+    task_link_all(s, t);
+    s->live_tasks++;
+    GH__STAT_ADD(&s->stats, tasks_live, 1);
+    t->state = ms->state;
+    if (ms->when >= 0) {
+        /* The same deadline, now in this scheduler's heap: never early, never lost. */
+        t->timeout.when = ms->when;
+        if (gh__timer_add(&s->timers, &t->timeout) == 0) {
+            if (t->killed && t->state == GH__TASK_BLOCKED)
+                gh__task_wake_detach(t, -ECANCELED);
+            else if (t->killed && t->state == GH__TASK_NEW) {
+                gh__timer_remove(&s->timers, &t->timeout);
+                gh__runq_push(s, t);
+            }
+            return;
+        }
+        /* No memory for the timer: wake it now rather than never. */
+        if (t->state == GH__TASK_BLOCKED) {
+            t->state = GH__TASK_READY;
+            t->wake_result = -ENOMEM;
+        }
+        gh__runq_push(s, t);
+        return;
+    }
+    if (t->state == GH__TASK_BLOCKED) {
+        if (t->killed) /* a kill that reached it on the way */
+            gh__task_wake_detach(t, -ECANCELED);
+        return; /* a sleep with no deadline: only a kill ends it */
+    }
+    gh__runq_push(s, t);
 }
 
 /* --------------------------------------------------------- hub plumbing */

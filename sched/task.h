@@ -175,6 +175,22 @@ void gh__task_kill_all(gh__sched *s);
 int gh__task_depart(gh__sched *s);
 /* On @s's thread: take in a task another scheduler let go of; it runs next in line. */
 void gh__task_adopt(gh__sched *s, gh_task *t, int result);
+/* What a task moved by another thread was doing, to carry to its new scheduler. */
+typedef struct gh__move_state {
+    uint8_t state; /* NEW, READY or BLOCKED */
+    int64_t when;  /* its timer's deadline (a sleep, a delayed start), or -1 */
+} gh__move_state;
+
+/*
+ * On @s's thread: take @t (not running) out of @s to move it elsewhere.
+ * Only a task whose next step cannot touch this scheduler may go: one that
+ * never ran, or one in (or just woken from) gh_sleep / gh_yield. 0 and *ms;
+ * -ENOENT if it finished; -EBUSY if it waits on something else (an fd, an
+ * event, a join...), or a wake-up posted here is still on its way.
+ */
+int gh__task_detach(gh__sched *s, gh_task *t, gh__move_state *ms);
+/* On @s's thread: take in a task detached elsewhere, in the state it had (same deadline). */
+void gh__task_attach(gh__sched *s, gh_task *t, const gh__move_state *ms);
 /* Run hook(t) when @t finishes; @t is not finished yet. */
 void gh__task_hook_add(gh_task *t, gh__task_hook *k);
 /* Take back a hook that has not fired. */

@@ -471,6 +471,162 @@ static void test_xhub_migrate_errors(void **state)
     end_clean();
 }
 
+/* ---------------------------------------------------------- gh_task_move */
+
+typedef struct sleeper {
+    int64_t sleep_ns;
+    int64_t started, ended;
+    gh_hub *woke_on;
+    atomic_int running, done, result;
+} sleeper;
+
+static void sleeper_task(void *arg)
+{
+    sleeper *s = arg;
+    s->started = gh_now();
+    atomic_store(&s->running, 1);
+    int err = gh_sleep(s->sleep_ns);
+    s->ended = gh_now();
+    s->woke_on = gh_get_hub();
+    atomic_store(&s->result, err);
+    atomic_store(&s->done, 1);
+}
+
+/* A sleeper moved to another hub keeps its deadline: it wakes there, never early. */
+static void test_xhub_move_sleeper_keeps_deadline(void **state)
+{
+    gh_runtime *rt = rt_start(2);
+    gh_hub *a = gh_runtime_hub(rt, 0), *b = gh_runtime_hub(rt, 1);
+    sleeper s = {.sleep_ns = 300 * GH_MSEC};
+    gh_task *t = gh_spawn_task_on(a, sleeper_task, &s);
+    assert_non_null(t);
+    assert_true(wait_at_least(&s.running, 1, 5 * GH_SEC));
+    sleep_ns(50 * GH_MSEC);
+    assert_int_equal(gh_task_move(t, b), 0);
+    assert_ptr_equal(gh_task_hub(t), b);
+    assert_int_equal(gh_join(t, 5 * GH_SEC), 0);
+    assert_int_equal(atomic_load(&s.result), 0);
+    assert_ptr_equal(s.woke_on, b);
+    assert_true(s.ended - s.started >= 300 * GH_MSEC); /* never early */
+    assert_true(s.ended - s.started < 1500 * GH_MSEC);
+    assert_int_equal(gh_task_move(t, a), -ENOENT); /* finished */
+    gh_task_release(t);
+    assert_int_equal(gh_runtime_stop(rt, 5 * GH_SEC), 0);
+    gh_runtime_destroy(rt);
+}
+
+/* Moved while asleep for ever, then killed there; a reader on an fd cannot move yet. */
+typedef struct fd_waiter {
+    int fd;
+    atomic_int running, result;
+} fd_waiter;
+
+static void fd_waiter_task(void *arg)
+{
+    fd_waiter *w = arg;
+    char c;
+    atomic_store(&w->running, 1);
+    atomic_store(&w->result, (int)gh_read(w->fd, &c, 1, 10 * GH_SEC));
+}
+
+static void test_xhub_move_forever_sleeper_then_kill(void **state)
+{
+    gh_runtime *rt = rt_start(2);
+    gh_hub *a = gh_runtime_hub(rt, 0), *b = gh_runtime_hub(rt, 1);
+    sleeper s = {.sleep_ns = GH_FOREVER};
+    gh_task *t = gh_spawn_task_on(a, sleeper_task, &s);
+    assert_non_null(t);
+    assert_true(wait_at_least(&s.running, 1, 5 * GH_SEC));
+    sleep_ns(10 * GH_MSEC);
+    for (int i = 0; i < 50; i++) /* back and forth while it sleeps */
+        assert_int_equal(gh_task_move(t, i % 2 ? a : b), 0);
+    assert_ptr_equal(gh_task_hub(t), a);
+    assert_int_equal(gh_task_move(t, b), 0);
+    assert_int_equal(gh_kill(t), 0);
+    assert_int_equal(gh_join(t, 5 * GH_SEC), 0);
+    assert_int_equal(atomic_load(&s.result), -ECANCELED);
+    assert_ptr_equal(s.woke_on, b);
+    gh_task_release(t);
+
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    fd_waiter w = {.fd = p[0]};
+    gh_task *r = gh_spawn_task_on(a, fd_waiter_task, &w);
+    assert_non_null(r);
+    assert_true(wait_at_least(&w.running, 1, 5 * GH_SEC));
+    sleep_ns(10 * GH_MSEC);
+    assert_int_equal(gh_task_move(r, b), -EBUSY);
+    assert_ptr_equal(gh_task_hub(r), a);
+    assert_int_equal(write(p[1], "x", 1), 1);
+    assert_int_equal(gh_join(r, 5 * GH_SEC), 0);
+    assert_int_equal(atomic_load(&w.result), 1);
+    gh_task_release(r);
+    gh_close(p[0]);
+    close(p[1]);
+    assert_int_equal(gh_task_move(NULL, a), -EINVAL);
+    assert_int_equal(gh_runtime_stop(rt, 5 * GH_SEC), 0);
+    gh_runtime_destroy(rt);
+}
+
+/*
+ * A stop while moves are in flight: 64 tasks sleep in a loop while a plain
+ * thread moves them back and forth and the runtime is stopped: every task
+ * runs its loop to the end exactly once, nothing is lost or run twice.
+ */
+#define MOVERS 64
+
+typedef struct stop_moves {
+    gh_hub *hubs[2];
+    gh_task *tasks[MOVERS];
+    atomic_int finished, started;
+    atomic_int stop_moving;
+} stop_moves;
+
+static void napper(void *arg)
+{
+    stop_moves *sm = arg;
+    atomic_fetch_add(&sm->started, 1);
+    for (int i = 0; i < 20; i++)
+        if (gh_sleep(2 * GH_MSEC) != 0)
+            break;
+    atomic_fetch_add(&sm->finished, 1);
+}
+
+static void *keep_moving(void *arg)
+{
+    stop_moves *sm = arg;
+    for (int round = 0; !atomic_load(&sm->stop_moving); round++)
+        for (int i = 0; i < MOVERS; i++)
+            gh_task_move(sm->tasks[i], sm->hubs[(round + i) % 2]); /* any result: racing the stop */
+    return NULL;
+}
+
+static void test_xhub_stop_while_moving(void **state)
+{
+    gh_runtime *rt = rt_start(2);
+    static stop_moves sm;
+    memset(&sm, 0, sizeof sm);
+    sm.hubs[0] = gh_runtime_hub(rt, 0);
+    sm.hubs[1] = gh_runtime_hub(rt, 1);
+    for (int i = 0; i < MOVERS; i++) {
+        sm.tasks[i] = gh_spawn_task_on(sm.hubs[i % 2], napper, &sm);
+        assert_non_null(sm.tasks[i]);
+    }
+    assert_true(wait_at_least(&sm.started, MOVERS, 5 * GH_SEC));
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, keep_moving, &sm), 0);
+    sleep_ns(10 * GH_MSEC);
+    assert_int_equal(gh_runtime_stop(rt, 10 * GH_SEC), 0);
+    atomic_store(&sm.stop_moving, 1);
+    pthread_join(th, NULL);
+    assert_int_equal(atomic_load(&sm.finished), MOVERS);
+    for (int i = 0; i < MOVERS; i++) {
+        assert_int_equal(gh_join(sm.tasks[i], 0), 0);
+        gh_task_release(sm.tasks[i]);
+    }
+    gh_runtime_destroy(rt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -486,6 +642,9 @@ int main(void)
         cmocka_unit_test(test_xhub_migrate_reader_while_streaming),
         cmocka_unit_test(test_xhub_migrating_task_joined_and_killed),
         cmocka_unit_test(test_xhub_migrate_errors),
+        cmocka_unit_test(test_xhub_move_sleeper_keeps_deadline),
+        cmocka_unit_test(test_xhub_move_forever_sleeper_then_kill),
+        cmocka_unit_test(test_xhub_stop_while_moving),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
