@@ -54,6 +54,7 @@ run_mc() {
     local name=$1
     shift
     local out=$tmp/mc_$name.out
+    : >"$out" # exists before the server starts: the first sed must not race its creation
     "$echo_mc" --port 0 "$@" >"$out" 2>&1 &
     local pid=$!
     local port=""

@@ -176,8 +176,9 @@ static int fd_poll_now(int fd, int events)
 }
 
 /* Wait for @fd given an absolute @deadline (-1 forever). */
-int gh__fd_wait(gh_hub *h, int fd, int events, int64_t deadline)
+int gh__fd_wait(int fd, int events, int64_t deadline)
 {
+    gh_hub *h = gh__tls_hub; /* read afresh: a moved task waits on its new hub */
     int err = gh__can_block(&h->sched);
     if (err)
         return err;
@@ -215,6 +216,34 @@ int gh__fd_wait(gh_hub *h, int fd, int events, int64_t deadline)
     return gh__task_park(&h->sched, deadline, fd_unlink, (void *)(intptr_t)fd, "fd");
 }
 
+int gh__fd_adopt_waiter(gh_hub *h, gh_task *t, int fd, int events)
+{
+    int err = gh__fd_slot_reserve(h, fd);
+    if (err)
+        return err;
+    gh__fdslot *s = &h->fds[fd];
+    if (fd == h->inbox.wake_rfd)
+        return -EINVAL;
+    if (((events & GH_READ) && s->reader) || ((events & GH_WRITE) && s->writer))
+        return -EBUSY;
+    err = gh__fd_interest(h, fd, s->interest | events);
+    if (err == -EPERM && !(h->ops->caps & GH_BACKEND_FILES_READY))
+        err = fd_poll_now(fd, events) == 0 ? 1 : -EPERM; /* a regular file: ready now */
+    if (err)
+        return err;
+    if (events & GH_READ) {
+        s->reader = t;
+        fd_stat_waiters(h, 1);
+    }
+    if (events & GH_WRITE) {
+        s->writer = t;
+        fd_stat_waiters(h, 1);
+    }
+    t->unlink = fd_unlink;
+    t->wait_obj = (void *)(intptr_t)fd;
+    return 0;
+}
+
 int gh_trampoline(int fd, int events, int64_t timeout_ns)
 {
     if (fd < 0)
@@ -228,7 +257,7 @@ int gh_trampoline(int fd, int events, int64_t timeout_ns)
         int err = gh__can_block(&h->sched);
         return err ? err : fd_poll_now(fd, events);
     }
-    return gh__fd_wait(h, fd, events, gh__deadline(timeout_ns));
+    return gh__fd_wait(fd, events, gh__deadline(timeout_ns));
 }
 
 /* ------------------------------------------------------------ gh_close */

@@ -183,11 +183,18 @@ int gh__fd_carry(const gh_hub *h, int fd);
 /* The backend's ready callback: wake the waiters of @fd (MAINLOOP step 5). */
 void gh__fd_ready(void *hub, int fd, int events);
 /*
- * Park the running task until @fd is ready for @events or the absolute
+ * Park the running task of the calling thread's hub until @fd is ready for
+ * @events or the absolute
  * @deadline (-1 forever) passes: 0, -ETIMEDOUT, -ECANCELED, -EBADF (closed),
  * -EBUSY (another task of this hub waits in that direction), -EPERM.
  */
-int gh__fd_wait(gh_hub *h, int fd, int events, int64_t deadline);
+int gh__fd_wait(int fd, int events, int64_t deadline);
+/*
+ * A task moved here while it waited on @fd for @events (gh_task_move): put
+ * it in @h's slot and backend. 0; 1 when the fd is ready now (a regular
+ * file); -EBUSY if a task of @h already waits in that direction; -errno.
+ */
+int gh__fd_adopt_waiter(gh_hub *h, gh_task *t, int fd, int events);
 
 /* gh_xevent_wait, with what a dump says the task waits on ("call", "join"). */
 int gh__xevent_wait(gh_xevent *ev, void **value, int64_t timeout_ns, const char *what);

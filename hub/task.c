@@ -259,6 +259,7 @@ typedef struct task_move {
     gh_task *t;
     gh_hub *to;
     gh__move_state ms;
+    int fd, events; /* the fd wait it carries, or -1 */
     int result;
     gh_xevent done;
 } task_move;
@@ -278,10 +279,22 @@ static void task_move_answer(task_move *mv, int result)
     task_move_put(mv);
 }
 
+/* Put the moved task back on its fd wait, now on @h; it wakes with the error if it cannot be. */
+static void task_attach_fd(gh_hub *h, task_move *mv)
+{
+    gh_task *t = mv->t;
+    if (mv->fd < 0 || t->state != GH__TASK_BLOCKED)
+        return;
+    int err = gh__fd_adopt_waiter(h, t, mv->fd, mv->events);
+    if (err)
+        gh__task_wake_detach(t, err > 0 ? 0 : err);
+}
+
 static void task_attach_call(gh_hub *h, void *arg)
 {
     task_move *mv = arg;
     gh__task_attach(&h->sched, mv->t, &mv->ms);
+    task_attach_fd(h, mv);
     task_move_answer(mv, 0);
 }
 
@@ -295,6 +308,13 @@ static void task_move_call(gh_hub *h, void *arg)
         task_move_answer(mv, 0);
         return;
     }
+    mv->fd = -1;
+    if (t->state == GH__TASK_BLOCKED && t->wait_what && strcmp(t->wait_what, "fd") == 0) {
+        int fd = (int)(intptr_t)t->wait_obj;
+        mv->fd = fd;
+        mv->events =
+            (h->fds[fd].reader == t ? GH_READ : 0) | (h->fds[fd].writer == t ? GH_WRITE : 0);
+    }
     int err = gh__task_detach(&h->sched, t, &mv->ms);
     if (err) {
         task_move_answer(mv, err);
@@ -306,6 +326,7 @@ static void task_move_call(gh_hub *h, void *arg)
         gh__msg_free(m); /* the target went away meanwhile: it stays here */
         atomic_store_explicit(&t->sched, &h->sched, memory_order_release);
         gh__task_attach(&h->sched, t, &mv->ms);
+        task_attach_fd(h, mv);
         task_move_answer(mv, -ESHUTDOWN);
     }
 }

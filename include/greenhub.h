@@ -171,12 +171,16 @@ int gh_migrate(gh_hub *target);
 
 /**
  * Move @t, a task of any hub, to @target's hub, with the wait it is in: a
- * task that has not started yet, or one in gh_sleep or gh_yield, keeps its
- * deadline and wakes on @target, never early. The calling task moves itself
- * (as gh_migrate). The caller waits (green, or blocking a plain thread)
- * until @t's hub has let it go and @target has it: then gh_task_hub(t) is
- * @target. A task waiting on anything else (an fd, an event, a join, a
- * channel) cannot move yet: -EBUSY; move it between waits with gh_migrate.
+ * task that has not started yet, one in gh_sleep or gh_yield, or one
+ * waiting on an fd (gh_read, gh_accept, gh_write_all, gh_trampoline, ...)
+ * keeps its deadline and wakes on @target for the same fd event or time,
+ * never early, never lost. The calling task moves itself (as gh_migrate).
+ * The caller waits (green, or blocking a plain thread) until @t's hub has
+ * let it go and @target has it: then gh_task_hub(t) is @target. A task
+ * waiting on anything else (an event, a join, a channel, a call) cannot
+ * move yet: -EBUSY (so can one with a wake-up on its way: try again).
+ * If @target has a task waiting on the same fd and direction already, the
+ * moved task wakes with -EBUSY there (one waiter per direction per hub).
  * @return 0; -EBUSY; -ENOENT if it finished; -ESHUTDOWN if @target is
  *         stopping or gone; -ECANCELED if the caller was killed while
  *         waiting (the move may still happen); -EINVAL. Any thread.

@@ -59,7 +59,7 @@ int gh__io_enter(int fd, int64_t timeout_ns, gh_hub **hp)
     return 0;
 }
 
-int gh__io_retry(gh_hub *h, int fd, int events, int64_t timeout_ns, int64_t deadline)
+int gh__io_retry(int fd, int events, int64_t timeout_ns, int64_t deadline)
 {
     int e = errno;
     if (e == EINTR)
@@ -68,7 +68,7 @@ int gh__io_retry(gh_hub *h, int fd, int events, int64_t timeout_ns, int64_t dead
         return -e;
     if (timeout_ns == 0)
         return -ETIMEDOUT;
-    return gh__fd_wait(h, fd, events, deadline);
+    return gh__fd_wait(fd, events, deadline);
 }
 
 /*
@@ -101,9 +101,9 @@ static uint8_t fd_kind(int fd)
     return GH__FD_OTHER;
 }
 
-void gh__io_read_done(gh_hub *h, int fd, ssize_t got, size_t asked)
+void gh__io_read_done(int fd, ssize_t got, size_t asked)
 {
-    gh__fdslot *s = &h->fds[fd];
+    gh__fdslot *s = &gh__tls_hub->fds[fd];
     if (got <= 0 || (size_t)got >= asked) {
         s->drained = false; /* EOF stays EOF; a full read may have left more */
         return;
@@ -113,13 +113,14 @@ void gh__io_read_done(gh_hub *h, int fd, ssize_t got, size_t asked)
     s->drained = s->kind == GH__FD_STREAM;
 }
 
-int gh__io_read_prewait(gh_hub *h, int fd, int64_t timeout_ns, int64_t deadline)
+int gh__io_read_prewait(int fd, int64_t timeout_ns, int64_t deadline)
 {
+    gh_hub *h = gh__tls_hub;
     gh__fdslot *s = &h->fds[fd];
     if (!s->drained || timeout_ns == 0 || !h->read_prewait)
         return 0;
     s->drained = false;
-    int err = gh__fd_wait(h, fd, GH_READ, deadline);
+    int err = gh__fd_wait(fd, GH_READ, deadline);
     /*
      * Killed, or the fd closed under the wait: that is the answer. Anything
      * else (the deadline passed, another reader waits, the backend cannot
@@ -137,16 +138,16 @@ ssize_t gh_read(int fd, void *buf, size_t n, int64_t timeout_ns)
     if (err)
         return err;
     int64_t deadline = gh__deadline(timeout_ns);
-    err = gh__io_read_prewait(h, fd, timeout_ns, deadline);
+    err = gh__io_read_prewait(fd, timeout_ns, deadline);
     if (err)
         return err;
     for (;;) {
         ssize_t r = read(fd, buf, n);
         if (r >= 0) {
-            gh__io_read_done(h, fd, r, n);
+            gh__io_read_done(fd, r, n);
             return r;
         }
-        err = gh__io_retry(h, fd, GH_READ, timeout_ns, deadline);
+        err = gh__io_retry(fd, GH_READ, timeout_ns, deadline);
         if (err)
             return err;
     }
@@ -182,7 +183,7 @@ ssize_t gh_write_all(int fd, const void *buf, size_t n, int64_t timeout_ns)
             left -= (size_t)r;
             continue;
         }
-        err = gh__io_retry(h, fd, GH_WRITE, timeout_ns, deadline);
+        err = gh__io_retry(fd, GH_WRITE, timeout_ns, deadline);
         if (err)
             return err;
     }
@@ -302,6 +303,7 @@ int gh_accept(int lfd, int64_t timeout_ns)
         if (fd >= 0) {
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            h = gh__tls_hub; /* after a wait, maybe another hub's (a moved task) */
             if (gh__fd_slot_reserve(h, fd) == 0)
                 h->fds[fd].nonblock_known = true;
             return fd;
@@ -312,15 +314,14 @@ int gh_accept(int lfd, int64_t timeout_ns)
             return -errno;
         if (timeout_ns == 0)
             return -ETIMEDOUT;
-        err = gh__fd_wait(h, lfd, GH_READ, deadline);
+        err = gh__fd_wait(lfd, GH_READ, deadline);
         if (err)
             return err;
     }
 }
 
 /* Connect to one address, with an absolute @deadline (0 timeout: @poll_only). */
-static int connect_addr(gh_hub *h, const struct sockaddr *sa, socklen_t len, int64_t deadline,
-                        bool poll_only)
+static int connect_addr(const struct sockaddr *sa, socklen_t len, int64_t deadline, bool poll_only)
 {
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -334,7 +335,7 @@ static int connect_addr(gh_hub *h, const struct sockaddr *sa, socklen_t len, int
             close(fd);
             return err;
         }
-        err = poll_only ? -ETIMEDOUT : gh__fd_wait(h, fd, GH_WRITE, deadline);
+        err = poll_only ? -ETIMEDOUT : gh__fd_wait(fd, GH_WRITE, deadline);
         if (!err) {
             int soerr = 0;
             socklen_t sl = sizeof soerr;
@@ -347,6 +348,7 @@ static int connect_addr(gh_hub *h, const struct sockaddr *sa, socklen_t len, int
             return err;
         }
     }
+    gh_hub *h = gh__tls_hub; /* after a wait, maybe another hub's (a moved task) */
     if (gh__fd_slot_reserve(h, fd) == 0)
         h->fds[fd].nonblock_known = true;
     return fd;
@@ -366,7 +368,7 @@ int gh_connect(const char *host, int port, int64_t timeout_ns)
         return err;
     int64_t deadline = gh__deadline(timeout_ns);
     if (gh__sock_addr(host, port, false, &ss, &len) == 0)
-        return connect_addr(h, (struct sockaddr *)&ss, len, deadline, timeout_ns == 0);
+        return connect_addr((struct sockaddr *)&ss, len, deadline, timeout_ns == 0);
 
     /* A host name: resolve on a helper thread, then try each address in turn. */
     char service[8];
@@ -382,7 +384,7 @@ int gh_connect(const char *host, int port, int64_t timeout_ns)
             continue;
         int64_t now = gh_now();
         bool expired = deadline >= 0 && deadline <= now;
-        int fd = connect_addr(h, ai->ai_addr, ai->ai_addrlen, deadline, expired);
+        int fd = connect_addr(ai->ai_addr, ai->ai_addrlen, deadline, expired);
         if (fd >= 0) {
             freeaddrinfo(res);
             return fd;

@@ -16,21 +16,24 @@ struct sockaddr_storage;
 /*
  * The prologue of a green fd call: checks @fd and @timeout_ns, gets the hub,
  * refuses from MAINLOOP or a killed task, and puts @fd into O_NONBLOCK once.
+ * The steps below take no hub: each reads the calling thread's afresh,
+ * since a task parked in one of them may be moved (gh_task_move) and
+ * resume on another hub's thread.
  */
 int gh__io_enter(int fd, int64_t timeout_ns, gh_hub **hp);
 /*
  * After a syscall failed with errno: 0 to retry now (EINTR, or the fd became
  * ready for @events before @deadline), else the negative errno to return.
  */
-int gh__io_retry(gh_hub *h, int fd, int events, int64_t timeout_ns, int64_t deadline);
+int gh__io_retry(int fd, int events, int64_t timeout_ns, int64_t deadline);
 /*
  * Before a read: when the last read of @fd was short (a stream drained),
  * wait for readability first instead of paying a syscall for EAGAIN.
  * 0 to go on and read, else the negative errno to return.
  */
-int gh__io_read_prewait(gh_hub *h, int fd, int64_t timeout_ns, int64_t deadline);
+int gh__io_read_prewait(int fd, int64_t timeout_ns, int64_t deadline);
 /* After a read of @asked bytes returned @got >= 0: remember whether it drained @fd. */
-void gh__io_read_done(gh_hub *h, int fd, ssize_t got, size_t asked);
+void gh__io_read_done(int fd, ssize_t got, size_t asked);
 /* Parse an IP literal or "localhost" into @ss (never blocks); -EINVAL otherwise. */
 int gh__sock_addr(const char *host, int port, bool passive, struct sockaddr_storage *ss,
                   unsigned int *len);

@@ -31,7 +31,7 @@ ssize_t gh_recv(int fd, void *buf, size_t n, int flags, int64_t timeout_ns)
     int64_t deadline = gh__deadline(timeout_ns);
     bool peek = flags & MSG_PEEK; /* a peek drains nothing */
     if (!peek) {
-        err = gh__io_read_prewait(h, fd, timeout_ns, deadline);
+        err = gh__io_read_prewait(fd, timeout_ns, deadline);
         if (err)
             return err;
     }
@@ -39,10 +39,10 @@ ssize_t gh_recv(int fd, void *buf, size_t n, int flags, int64_t timeout_ns)
         ssize_t r = recv(fd, buf, n, flags);
         if (r >= 0) {
             if (!peek)
-                gh__io_read_done(h, fd, r, n);
+                gh__io_read_done(fd, r, n);
             return r;
         }
-        err = gh__io_retry(h, fd, GH_READ, timeout_ns, deadline);
+        err = gh__io_retry(fd, GH_READ, timeout_ns, deadline);
         if (err)
             return err;
     }
@@ -61,7 +61,7 @@ ssize_t gh_send(int fd, const void *buf, size_t n, int flags, int64_t timeout_ns
         ssize_t r = send(fd, buf, n, flags | MSG_NOSIGNAL);
         if (r >= 0)
             return r;
-        err = gh__io_retry(h, fd, GH_WRITE, timeout_ns, deadline);
+        err = gh__io_retry(fd, GH_WRITE, timeout_ns, deadline);
         if (err)
             return err;
     }
@@ -96,7 +96,7 @@ ssize_t gh_readv(int fd, const struct iovec *iov, int iovcnt, int64_t timeout_ns
         ssize_t r = readv(fd, iov, iovcnt);
         if (r >= 0)
             return r;
-        err = gh__io_retry(h, fd, GH_READ, timeout_ns, deadline);
+        err = gh__io_retry(fd, GH_READ, timeout_ns, deadline);
         if (err)
             return err;
     }
@@ -155,7 +155,7 @@ ssize_t gh_writev(int fd, const struct iovec *iov, int iovcnt, int64_t timeout_n
         }
         ssize_t r = net_writev_some(fd, cur, left, &is_socket);
         if (r < 0) {
-            err = gh__io_retry(h, fd, GH_WRITE, timeout_ns, deadline);
+            err = gh__io_retry(fd, GH_WRITE, timeout_ns, deadline);
             if (err) {
                 result = err;
                 break;
@@ -227,7 +227,7 @@ ssize_t gh_sendfile(int out_fd, int in_fd, off_t *offset, size_t count, int64_t 
         }
         if (r == 0)
             break; /* in_fd's EOF */
-        err = gh__io_retry(h, out_fd, GH_WRITE, timeout_ns, deadline);
+        err = gh__io_retry(out_fd, GH_WRITE, timeout_ns, deadline);
         if (err)
             return err;
     }

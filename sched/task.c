@@ -637,14 +637,22 @@ int gh__task_detach(gh__sched *s, gh_task *t, gh__move_state *ms)
 {
     if (t->state == GH__TASK_DONE)
         return -ENOENT;
-    bool sleeping = t->wait_what && !t->unlink &&
-                    (strcmp(t->wait_what, "sleep") == 0 || strcmp(t->wait_what, "yield") == 0);
+    /* The waits whose callers read their hub afresh after the park (io/io.h). */
+    bool sleeping =
+        t->wait_what && (strcmp(t->wait_what, "sleep") == 0 || strcmp(t->wait_what, "yield") == 0 ||
+                         strcmp(t->wait_what, "fd") == 0);
     bool movable = t->state == GH__TASK_NEW ||
                    ((t->state == GH__TASK_READY || t->state == GH__TASK_BLOCKED) && sleeping);
     if (!movable || t == s->current || t->is_root || t->xwakes_inflight)
         return -EBUSY;
     ms->state = t->state;
     ms->when = -1;
+    if (t->state == GH__TASK_BLOCKED && t->unlink) {
+        /* Off what it waits on here (an fd slot); the new hub puts it back on its own. */
+        void (*unlink)(gh_task *) = t->unlink;
+        t->unlink = NULL;
+        unlink(t);
+    }
     if (t->in_runq)
         runq_remove(s, t);
     if (t->timeout.heap_idx != GH__NOT_IN_HEAP) {

@@ -184,9 +184,11 @@ typedef struct gh__move_state {
 /*
  * On @s's thread: take @t (not running) out of @s to move it elsewhere.
  * Only a task whose next step cannot touch this scheduler may go: one that
- * never ran, or one in (or just woken from) gh_sleep / gh_yield. 0 and *ms;
- * -ENOENT if it finished; -EBUSY if it waits on something else (an fd, an
- * event, a join...), or a wake-up posted here is still on its way.
+ * never ran, or one in (or just woken from) gh_sleep, gh_yield or an fd
+ * wait, whose callers read their hub afresh. A parked task is taken off what
+ * it waits on here (its unlink); the caller re-registers it on arrival.
+ * 0 and *ms; -ENOENT if it finished; -EBUSY if it waits on something else
+ * (an event, a join, a channel...), or a wake-up posted here is on its way.
  */
 int gh__task_detach(gh__sched *s, gh_task *t, gh__move_state *ms);
 /* On @s's thread: take in a task detached elsewhere, in the state it had (same deadline). */

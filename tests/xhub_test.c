@@ -311,6 +311,7 @@ static void test_xhub_migrate_back_and_forth(void **state)
 
 typedef struct stream {
     int rfd, wfd;
+    bool pace;
     gh_hub *hubs[2];
     atomic_int bad, moves, done;
     atomic_long got;
@@ -328,6 +329,8 @@ static void *stream_writer(void *arg)
         if (n <= 0)
             break;
         off += n;
+        if (s->pace && off % (16 * 1024) == 0)
+            sleep_ns(GH_MSEC); /* so that readers wait, and moves catch them waiting */
     }
     return NULL;
 }
@@ -370,6 +373,66 @@ static void test_xhub_migrate_reader_while_streaming(void **state)
     assert_int_equal(atomic_load(&s.bad), 0);
     assert_int_equal(atomic_load(&s.got), STREAM_BYTES);
     assert_true(atomic_load(&s.moves) >= 100);
+    assert_int_equal(gh_runtime_stop(rt, 5 * GH_SEC), 0);
+    gh_runtime_destroy(rt);
+    gh_close(sv[0]);
+    close(sv[1]);
+}
+
+/*
+ * The same stream, but the reader never moves itself: a plain thread moves
+ * it back and forth with gh_task_move, mostly while it waits on the fd.
+ */
+static void stream_reader_still(void *arg)
+{
+    stream *s = arg;
+    unsigned char buf[3000];
+    long off = 0;
+    while (off < STREAM_BYTES) {
+        ssize_t n = gh_read(s->rfd, buf, sizeof buf, 10 * GH_SEC);
+        if (n <= 0) {
+            atomic_fetch_add(&s->bad, 1);
+            break;
+        }
+        for (ssize_t i = 0; i < n; i++)
+            if (buf[i] != (unsigned char)((off + i) * 131 % 251))
+                atomic_fetch_add(&s->bad, 1);
+        off += n;
+    }
+    atomic_store(&s->got, off);
+    atomic_store(&s->done, 1);
+}
+
+static void test_xhub_move_reader_while_streaming(void **state)
+{
+    gh_runtime *rt = rt_start(2);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    stream s = {.rfd = sv[0],
+                .wfd = sv[1],
+                .pace = true,
+                .hubs = {gh_runtime_hub(rt, 0), gh_runtime_hub(rt, 1)}};
+    gh_task *t = gh_spawn_task_on(s.hubs[0], stream_reader_still, &s);
+    assert_non_null(t);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, stream_writer, &s), 0);
+    int moved = 0, busy = 0;
+    for (int i = 0; !atomic_load(&s.done) && i < 100000; i++) {
+        int err = gh_task_move(t, s.hubs[i % 2]);
+        if (err == 0)
+            moved++;
+        else if (err == -EBUSY)
+            busy++; /* caught between waits (a wake-up on its way): fine, try again */
+        else if (err != -ENOENT)
+            fail_msg("gh_task_move: %s", gh_strerror(err));
+    }
+    assert_true(wait_at_least(&s.done, 1, 30 * GH_SEC));
+    pthread_join(th, NULL);
+    assert_int_equal(atomic_load(&s.bad), 0);
+    assert_int_equal(atomic_load(&s.got), STREAM_BYTES);
+    assert_true(moved >= 20); /* about 64 ms of stream: hundreds plain, tens under TSan */
+    assert_int_equal(gh_join(t, 5 * GH_SEC), 0);
+    gh_task_release(t);
     assert_int_equal(gh_runtime_stop(rt, 5 * GH_SEC), 0);
     gh_runtime_destroy(rt);
     gh_close(sv[0]);
@@ -519,6 +582,7 @@ static void test_xhub_move_sleeper_keeps_deadline(void **state)
 typedef struct fd_waiter {
     int fd;
     atomic_int running, result;
+    gh_hub *woke_on;
 } fd_waiter;
 
 static void fd_waiter_task(void *arg)
@@ -526,7 +590,18 @@ static void fd_waiter_task(void *arg)
     fd_waiter *w = arg;
     char c;
     atomic_store(&w->running, 1);
-    atomic_store(&w->result, (int)gh_read(w->fd, &c, 1, 10 * GH_SEC));
+    ssize_t n = gh_read(w->fd, &c, 1, 10 * GH_SEC);
+    w->woke_on = gh_get_hub();
+    atomic_store(&w->result, (int)n);
+}
+
+static void event_waiter_task(void *arg)
+{
+    (void)arg;
+    gh_event ev;
+    gh_event_init(&ev);
+    gh_event_wait(&ev, NULL, GH_FOREVER);
+    gh_event_destroy(&ev);
 }
 
 static void test_xhub_move_forever_sleeper_then_kill(void **state)
@@ -548,6 +623,7 @@ static void test_xhub_move_forever_sleeper_then_kill(void **state)
     assert_ptr_equal(s.woke_on, b);
     gh_task_release(t);
 
+    /* A reader parked on a pipe moves with its fd wait, and wakes on the new hub. */
     int p[2];
     assert_int_equal(pipe(p), 0);
     fd_waiter w = {.fd = p[0]};
@@ -555,12 +631,24 @@ static void test_xhub_move_forever_sleeper_then_kill(void **state)
     assert_non_null(r);
     assert_true(wait_at_least(&w.running, 1, 5 * GH_SEC));
     sleep_ns(10 * GH_MSEC);
-    assert_int_equal(gh_task_move(r, b), -EBUSY);
-    assert_ptr_equal(gh_task_hub(r), a);
+    assert_int_equal(gh_task_move(r, b), 0);
+    assert_ptr_equal(gh_task_hub(r), b);
+    sleep_ns(20 * GH_MSEC);
+    assert_int_equal(atomic_load(&w.result), 0); /* still waiting: nothing was written */
     assert_int_equal(write(p[1], "x", 1), 1);
     assert_int_equal(gh_join(r, 5 * GH_SEC), 0);
     assert_int_equal(atomic_load(&w.result), 1);
+    assert_ptr_equal(w.woke_on, b);
     gh_task_release(r);
+
+    /* A task waiting on an event (hub-local) cannot move. */
+    gh_task *e = gh_spawn_task_on(a, event_waiter_task, NULL);
+    assert_non_null(e);
+    sleep_ns(20 * GH_MSEC);
+    assert_int_equal(gh_task_move(e, b), -EBUSY);
+    assert_int_equal(gh_kill(e), 0);
+    assert_int_equal(gh_join(e, 5 * GH_SEC), 0);
+    gh_task_release(e);
     gh_close(p[0]);
     close(p[1]);
     assert_int_equal(gh_task_move(NULL, a), -EINVAL);
@@ -645,6 +733,7 @@ int main(void)
         cmocka_unit_test(test_xhub_move_sleeper_keeps_deadline),
         cmocka_unit_test(test_xhub_move_forever_sleeper_then_kill),
         cmocka_unit_test(test_xhub_stop_while_moving),
+        cmocka_unit_test(test_xhub_move_reader_while_streaming),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
