@@ -525,9 +525,7 @@ int gh_hub_get_stats(const gh_hub *hub, gh_hub_stats *out)
     int64_t life = now - hub->born;
     out->busy_ns = life > (int64_t)out->idle_ns ? (uint64_t)life - out->idle_ns : 0;
     out->tasks_ready = atomic_load_explicit(&s->tasks_ready, memory_order_relaxed);
-    uint64_t popped = atomic_load_explicit(&s->inbox_popped, memory_order_relaxed);
-    uint64_t posted = atomic_load_explicit(&((gh_hub *)hub)->inbox.posted, memory_order_relaxed);
-    out->inbox_depth = posted > popped ? posted - popped : 0;
+    out->inbox_depth = atomic_load_explicit(&s->inbox_depth, memory_order_relaxed);
     out->tasks_blocked =
         out->tasks_live > out->tasks_ready ? out->tasks_live - out->tasks_ready : 0;
     out->timer_lag_ns = (uint64_t)atomic_load_explicit(&s->lag_ns, memory_order_relaxed);

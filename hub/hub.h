@@ -53,11 +53,11 @@ uint32_t gh__fd_gen(int fd);
 typedef struct gh__hub_stats_atomic {
     _Atomic uint64_t loop_iterations;
     _Atomic uint64_t handoffs_in, wakeups_written, timers_pending, fd_waiters;
-    _Atomic uint64_t idle_ns;      /* asleep in the backend's poll, past waits */
-    _Atomic int64_t asleep_since;  /* the current wait's start, or 0 */
-    _Atomic int64_t ended;         /* when a runtime hub retired (its life ends there), or 0 */
-    _Atomic uint64_t tasks_ready;  /* the run queue's length at the last poll */
-    _Atomic uint64_t inbox_popped; /* inbox.popped as of the last drain */
+    _Atomic uint64_t idle_ns;     /* asleep in the backend's poll, past waits */
+    _Atomic int64_t asleep_since; /* the current wait's start, or 0 */
+    _Atomic int64_t ended;        /* when a runtime hub retired (its life ends there), or 0 */
+    _Atomic uint64_t tasks_ready; /* the run queue's length at the last poll */
+    _Atomic uint64_t inbox_depth; /* left behind the last drain's batch bound (inbox.c) */
     _Atomic int64_t lag_ns,
         lag_max_ns; /* how late due timers fired: the last batch's worst, ever */
 } gh__hub_stats_atomic;
@@ -88,11 +88,12 @@ struct gh_hub {
     gh__fdslot *fds;
     int nfds;
     uint32_t fd_waiters;
-    bool read_prewait;      /* a read after a short read waits first (io.c) */
-    uint32_t poll_failed;   /* backend poll failures; the first one is reported */
-    int64_t born;           /* gh_now() when made: busy time is the rest of its life */
-    pthread_t thread;       /* the thread that runs it (has_thread), for the blocking detector */
-    atomic_bool has_thread; /* set (release) once thread is */
+    bool read_prewait;        /* a read after a short read waits first (io.c) */
+    uint32_t poll_failed;     /* backend poll failures; the first one is reported */
+    int64_t born;             /* gh_now() when made: busy time is the rest of its life */
+    int64_t inbox_counted_at; /* when the inbox's backlog was last counted */
+    pthread_t thread;         /* the thread that runs it (has_thread), for the blocking detector */
+    atomic_bool has_thread;   /* set (release) once thread is */
 
     /* cross-thread */
     gh__inbox inbox;

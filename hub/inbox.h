@@ -43,10 +43,8 @@ enum { GH__INBOX_AWAKE = 0, GH__INBOX_SLEEPING = 1, GH__INBOX_NOTIFIED = 2 };
 
 typedef struct gh__inbox {
     _Atomic(gh__msg *) head; /* producers exchange here */
-    _Atomic uint64_t posted; /* messages pushed, ever: on head's line, which a push owns anyway */
-    char pad0[64 - sizeof(void *) - sizeof(uint64_t)];
-    gh__msg *tail;   /* the hub pops here */
-    uint64_t popped; /* messages taken, ever (the hub's own; published in its stats) */
+    char pad0[64 - sizeof(void *)];
+    gh__msg *tail; /* the hub pops here */
     gh__msg stub;
     char pad1[64];
     /*

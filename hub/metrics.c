@@ -63,7 +63,7 @@ static const metric metrics[] = {
     METRIC("greenhub_wakeups_written_total", "counter", wakeups_written, METRIC_U64,
            "Writes of the hub's wakeup fd by other threads."),
     METRIC("greenhub_inbox_depth", "gauge", inbox_depth, METRIC_U64,
-           "Messages other threads posted to the hub that it has not taken yet."),
+           "Messages waiting in the hub's inbox behind its last drain (0 when it keeps up)."),
     METRIC("greenhub_timers_pending", "gauge", timers_pending, METRIC_U64,
            "Callback timers scheduled on the hub."),
     METRIC("greenhub_fd_waiters", "gauge", fd_waiters, METRIC_U64,

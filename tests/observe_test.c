@@ -233,6 +233,14 @@ static void spin_150_flagged(void *arg)
     spin_ms((void *)(intptr_t)150);
 }
 
+static void spin_20us(void *arg)
+{
+    (void)arg;
+    int64_t end = gh_now() + 20 * GH_USEC;
+    while (gh_now() < end) {
+    }
+}
+
 static void sleep_forever(void *arg)
 {
     (void)arg;
@@ -265,13 +273,23 @@ static void test_observe_hub_metrics(void **state)
     assert_int_equal(gh_spawn_on(busy, spin_150_flagged, &spinning), 0);
     for (int i = 0; i < 3; i++)
         assert_int_equal(gh_spawn_on(idle, sleep_forever, NULL), 0);
-    /* While hub 0 spins, handoffs wait in its inbox: its depth counts them. */
+    /*
+     * While hub 0 spins, 5,000 handoffs (20 us of work each) queue in its
+     * inbox; it then drains them 1,024 an iteration, counting what it
+     * leaves behind: the depth is seen in the thousands, then back at 0.
+     */
     assert_true(wait_at_least(&spinning, 1, 5 * GH_SEC));
-    for (int i = 0; i < 100; i++)
-        assert_int_equal(gh_spawn_on(busy, noop, NULL), 0);
+    for (int i = 0; i < 5000; i++)
+        assert_int_equal(gh_spawn_on(busy, spin_20us, NULL), 0);
+    uint64_t deepest = 0;
     gh_hub_stats mid;
-    assert_int_equal(gh_hub_get_stats(busy, &mid), 0);
-    assert_int_equal(mid.inbox_depth, 100);
+    int64_t until = gh_now() + 10 * GH_SEC;
+    do {
+        assert_int_equal(gh_hub_get_stats(busy, &mid), 0);
+        if (mid.inbox_depth > deepest)
+            deepest = mid.inbox_depth;
+    } while (mid.handoffs_in < b0.handoffs_in + 5001 && gh_now() < until);
+    assert_true(deepest >= 1000);
     atomic_int fired = 0;
     assert_int_equal(gh_spawn_on(idle, make_lag, &fired), 0);
     sleep_ns(300 * GH_MSEC);
