@@ -328,6 +328,12 @@ static bool hub_deadlocked(const gh_hub *h)
 
 static int64_t hub_poll_timeout(gh_hub *h)
 {
+    if (h->in_run && h->sched.root.state == GH__TASK_BLOCKED &&
+        atomic_load_explicit(&h->break_requested, memory_order_relaxed) &&
+        atomic_exchange(&h->break_requested, false)) {
+        gh__task_wake_detach(&h->sched.root, -EINTR); /* gh_hub_break */
+        return 0;
+    }
     if (h->sched.rq_head)
         return 0;
     if (h->sched.root.state == GH__TASK_BLOCKED &&
@@ -476,12 +482,24 @@ int gh_hub_run(void)
         return -EPERM;
     if (h->sched.root.killed)
         return -ECANCELED;
+    if (atomic_exchange(&h->break_requested, false))
+        return -EINTR; /* a gh_hub_break came before this run */
     if (gh__hub_idle(h))
         return 0;
     h->in_run = true;
     int err = gh__task_park(&h->sched, -1, NULL, NULL, "gh_hub_run");
     h->in_run = false;
     return err;
+}
+
+int gh_hub_break(gh_hub *hub)
+{
+    if (!hub)
+        return -EINVAL;
+    atomic_store(&hub->break_requested, true);
+    if (hub != gh__tls_hub)
+        gh__inbox_kick(hub, &hub->inbox); /* it may be asleep in its poll */
+    return 0;
 }
 
 int gh_hub_close(void)

@@ -68,7 +68,8 @@ struct gh_hub {
     uint32_t xwaiters;  /* tasks blocked on other threads */
     gh_hub *migrate_to; /* where the departing task goes (gh_migrate, task.c) */
     bool main_started;
-    bool in_run; /* the root is inside gh_hub_run */
+    bool in_run;                 /* the root is inside gh_hub_run */
+    atomic_bool break_requested; /* gh_hub_break: the current or next gh_hub_run returns -EINTR */
 
     /* timers */
     uint32_t cb_timers; /* callback timers in the heap (task timeouts excluded) */

@@ -54,9 +54,11 @@ void gh__timers_term(gh_hub *h)
     h->nkept = h->capkept = 0;
 }
 
-static void timer_account(gh_hub *h, int delta)
+/* A callback timer enters (+1) or leaves (-1) the heap; an unref'd one keeps no hub running. */
+static void timer_account(gh_hub *h, const gh_timer *t, int delta)
 {
-    h->cb_timers += delta;
+    if (!(t->flags & GH__TIMER_UNREF))
+        h->cb_timers += delta;
     GH__STAT_ADD(&h->stats, timers_pending, delta);
 }
 
@@ -86,11 +88,11 @@ void gh__timers_fire(gh_hub *h, int64_t now)
             t->cb(t->arg);
             t->flags &= ~GH__TIMER_IN_CB;
             if (t->flags & GH__TIMER_DEAD) {
-                timer_account(h, -1);
+                timer_account(h, t, -1);
                 free(t);
             } else if (gh__timer_add(&h->sched.timers, t) != 0) {
                 /* No memory to re-arm: stop repeating rather than lose the heap. */
-                timer_account(h, -1);
+                timer_account(h, t, -1);
                 if (t->flags & GH__TIMER_HANDLE) {
                     t->flags |= GH__TIMER_FIRED;
                     timer_keep(h, t);
@@ -100,7 +102,7 @@ void gh__timers_fire(gh_hub *h, int64_t now)
             }
             continue;
         }
-        timer_account(h, -1);
+        timer_account(h, t, -1);
         t->flags |= GH__TIMER_IN_CB | GH__TIMER_FIRED;
         t->cb(t->arg);
         t->flags &= ~GH__TIMER_IN_CB;
@@ -120,7 +122,7 @@ void gh__timers_drop(gh_hub *h, bool repeating_only)
             continue;
         }
         gh__timer_remove(&h->sched.timers, t);
-        timer_account(h, -1);
+        timer_account(h, t, -1);
         if (t->flags & GH__TIMER_HANDLE) {
             t->flags |= GH__TIMER_FIRED; /* the handle stays valid until cancel/release */
             timer_keep(h, t);
@@ -133,7 +135,8 @@ void gh__timers_drop(gh_hub *h, bool repeating_only)
 
 /* ------------------------------------------------------------ public API */
 
-static gh_timer *timer_new(int64_t when, int64_t interval, void (*cb)(void *), void *arg)
+static gh_timer *timer_new(int64_t when, int64_t interval, int64_t delay, void (*cb)(void *),
+                           void *arg)
 {
     gh_hub *h = gh__hub();
     if (!h)
@@ -145,6 +148,7 @@ static gh_timer *timer_new(int64_t when, int64_t interval, void (*cb)(void *), v
     }
     t->when = when;
     t->interval = interval;
+    t->delay = delay;
     t->cb = cb;
     t->arg = arg;
     t->sched = &h->sched;
@@ -155,7 +159,7 @@ static gh_timer *timer_new(int64_t when, int64_t interval, void (*cb)(void *), v
         errno = ENOMEM;
         return NULL;
     }
-    timer_account(h, 1);
+    timer_account(h, t, 1);
     return t;
 }
 
@@ -165,7 +169,8 @@ gh_timer *gh_call_at(int64_t when_ns, void (*cb)(void *), void *arg)
         errno = EINVAL;
         return NULL;
     }
-    return timer_new(when_ns, 0, cb, arg);
+    int64_t now = gh_now();
+    return timer_new(when_ns, 0, when_ns > now ? when_ns - now : 0, cb, arg);
 }
 
 gh_timer *gh_call_after(int64_t delay_ns, void (*cb)(void *), void *arg)
@@ -175,7 +180,7 @@ gh_timer *gh_call_after(int64_t delay_ns, void (*cb)(void *), void *arg)
         return NULL;
     }
     int64_t when = gh__deadline(delay_ns);
-    return timer_new(when < 0 ? INT64_MAX : when, 0, cb, arg);
+    return timer_new(when < 0 ? INT64_MAX : when, 0, delay_ns, cb, arg);
 }
 
 gh_timer *gh_call_repeatedly(int64_t interval_ns, void (*cb)(void *), void *arg)
@@ -185,7 +190,7 @@ gh_timer *gh_call_repeatedly(int64_t interval_ns, void (*cb)(void *), void *arg)
         return NULL;
     }
     int64_t when = gh__deadline(interval_ns);
-    return timer_new(when < 0 ? INT64_MAX : when, interval_ns, cb, arg);
+    return timer_new(when < 0 ? INT64_MAX : when, interval_ns, interval_ns, cb, arg);
 }
 
 int gh_timer_cancel(gh_timer *t)
@@ -210,12 +215,50 @@ int gh_timer_cancel(gh_timer *t)
     }
     if (t->heap_idx != GH__NOT_IN_HEAP) {
         gh__timer_remove(&h->sched.timers, t);
-        timer_account(h, -1);
+        timer_account(h, t, -1);
     } else {
         timer_unkeep(h, t);
     }
     free(t);
     return pending ? 0 : -ENOENT;
+}
+
+void gh_timer_unref(gh_timer *t)
+{
+    gh_hub *h = gh__tls_hub;
+    if (!t || !(t->flags & GH__TIMER_HANDLE) || (t->flags & (GH__TIMER_UNREF | GH__TIMER_DEAD)) ||
+        !h || t->sched != &h->sched)
+        return;
+    if (t->heap_idx != GH__NOT_IN_HEAP)
+        h->cb_timers--; /* it is pending: it stops counting now */
+    t->flags |= GH__TIMER_UNREF;
+}
+
+int gh_timer_again(gh_timer *t)
+{
+    gh_hub *h = gh__tls_hub;
+    if (!t || !(t->flags & GH__TIMER_HANDLE) || (t->flags & GH__TIMER_DEAD) || !h ||
+        t->sched != &h->sched)
+        return -EINVAL;
+    if (t->flags & GH__TIMER_IN_CB)
+        return -EBUSY; /* from its own callback: the firing loop owns it now */
+    int64_t period = t->interval > 0 ? t->interval : t->delay;
+    int64_t when = gh__deadline(period);
+    if (t->heap_idx != GH__NOT_IN_HEAP) {
+        gh__timer_remove(&h->sched.timers, t);
+        timer_account(h, t, -1);
+    } else {
+        timer_unkeep(h, t); /* a one-shot that fired: armed again */
+    }
+    t->flags &= ~GH__TIMER_FIRED;
+    t->when = when < 0 ? INT64_MAX : when;
+    if (gh__timer_add(&h->sched.timers, t) != 0) {
+        t->flags |= GH__TIMER_FIRED;
+        timer_keep(h, t);
+        return -ENOMEM;
+    }
+    timer_account(h, t, 1);
+    return 0;
 }
 
 void gh_timer_release(gh_timer *t)

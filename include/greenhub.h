@@ -92,10 +92,19 @@ const char *gh_hub_backend(const gh_hub *hub);
 
 /**
  * Run this thread's hub from the root task until only the root is left: no
- * other task (one waiting on an fd counts), timer or pending handoff.
- * @return 0; -EPERM if not called from the root task; -ECANCELED if killed.
+ * other task (one waiting on an fd counts), timer (but those gh_timer_unref
+ * let go) or pending handoff.
+ * @return 0; -EINTR after gh_hub_break; -EPERM if not called from the root
+ *         task; -ECANCELED if killed.
  */
 int gh_hub_run(void);
+
+/**
+ * Make @hub's gh_hub_run return -EINTR soon (libuv's uv_stop): the run in
+ * progress at its hub's next loop iteration, or else the next one at once.
+ * Its tasks are left as they are. @return 0; -EINVAL. Any thread.
+ */
+int gh_hub_break(gh_hub *hub);
 
 /**
  * Free this thread's hub (the next greenhub call makes a new one).
@@ -254,7 +263,25 @@ gh_timer *gh_call_repeatedly(int64_t interval_ns, void (*cb)(void *), void *arg)
  */
 int gh_timer_cancel(gh_timer *t);
 
-/** Drop the handle, leaving the timer scheduled (freed, if its hub was closed). @t's hub's thread.
+/**
+ * @t no longer keeps gh_hub_run going (libuv's uv_unref): a hub whose only
+ * work is unref'd timers counts as idle. The timer still fires; the handle
+ * stays valid (cancel, release, again work as before). @t's hub's thread.
+ */
+void gh_timer_unref(gh_timer *t);
+
+/**
+ * Restart @t from now (libuv's uv_timer_again): a repeating timer's next
+ * tick is one interval from now; a one-shot, pending or already fired, fires
+ * again after the delay it was first armed with.
+ * @return 0; -EBUSY from its own callback; -EINVAL for NULL, a released or
+ *         cancelled handle, or another hub's timer; -ENOMEM. @t's hub's thread.
+ */
+int gh_timer_again(gh_timer *t);
+
+/**
+ * Drop the handle, leaving the timer scheduled (freed, if its hub was
+ * closed). @t's hub's thread.
  */
 void gh_timer_release(gh_timer *t);
 

@@ -113,7 +113,7 @@ static void task_unlink_all(gh__sched *s, gh_task *t)
  */
 static void task_init_fields(gh__sched *s, gh_task *t)
 {
-    _Static_assert(sizeof(gh_task) == sizeof(gh__ctx) + 256,
+    _Static_assert(sizeof(gh_task) == sizeof(gh__ctx) + 264,
                    "a field was added to gh_task: initialise it here");
     atomic_store_explicit(&t->sched, s, memory_order_relaxed);
     t->rq_next = NULL;
@@ -131,6 +131,7 @@ static void task_init_fields(gh__sched *s, gh_task *t)
     t->timeout.when = 0;
     t->timeout.seq = 0;
     t->timeout.interval = 0;
+    t->timeout.delay = 0;
     t->timeout.heap_idx = GH__NOT_IN_HEAP;
     t->timeout.flags = GH__TIMER_EMBEDDED;
     t->timeout.cb = task_timeout_fire;

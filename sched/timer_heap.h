@@ -18,17 +18,19 @@
 struct gh__sched;
 
 enum {
-    GH__TIMER_HANDLE = 1 << 0,  /* the caller still holds the gh_timer * */
-    GH__TIMER_FIRED = 1 << 1,   /* a one-shot that has run */
-    GH__TIMER_IN_CB = 1 << 2,   /* its callback is running now */
-    GH__TIMER_DEAD = 1 << 3,    /* cancelled from inside its own callback */
-    GH__TIMER_EMBEDDED = 1 << 4 /* part of a task (its timeout), never freed alone */
+    GH__TIMER_HANDLE = 1 << 0,   /* the caller still holds the gh_timer * */
+    GH__TIMER_FIRED = 1 << 1,    /* a one-shot that has run */
+    GH__TIMER_IN_CB = 1 << 2,    /* its callback is running now */
+    GH__TIMER_DEAD = 1 << 3,     /* cancelled from inside its own callback */
+    GH__TIMER_EMBEDDED = 1 << 4, /* part of a task (its timeout), never freed alone */
+    GH__TIMER_UNREF = 1 << 5     /* does not keep gh_hub_run going (gh_timer_unref) */
 };
 
 struct gh_timer {
     int64_t when;      /* deadline on gh_now's clock */
     uint64_t seq;      /* creation order: equal deadlines fire FIFO */
     int64_t interval;  /* > 0 for a repeating timer */
+    int64_t delay;     /* a one-shot's delay from when it was armed (gh_timer_again) */
     uint32_t heap_idx; /* position in the heap, GH__NOT_IN_HEAP when out */
     uint32_t flags;
     void (*cb)(void *);

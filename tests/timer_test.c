@@ -9,6 +9,7 @@
  * machine wakes the hub.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -486,6 +487,125 @@ static void test_timer_handles_after_hub_close(void **state)
     HUB_CLOSES_CLEAN();
 }
 
+/* ------------------------------------------- unref, again, break */
+
+/* An unref'd repeating timer keeps firing but does not keep gh_hub_run going. */
+static void test_timer_unref(void **state)
+{
+    int ticks = 0, once = 0;
+    gh_timer *rep = gh_call_repeatedly(5 * GH_MSEC, count_cb, &ticks);
+    assert_non_null(rep);
+    gh_timer_unref(rep);
+    gh_timer_unref(rep); /* twice is once */
+    gh_timer *shot = gh_call_after(40 * GH_MSEC, count_cb, &once);
+    assert_non_null(shot);
+    int64_t t0 = gh_now();
+    assert_int_equal(gh_hub_run(), 0); /* ends when the referenced one-shot has fired */
+    int64_t took = gh_now() - t0;
+    assert_int_equal(once, 1);
+    assert_true(took >= 40 * GH_MSEC && took < 2 * GH_SEC);
+    assert_true(ticks >= 4);
+    assert_int_equal(gh_hub_run(), 0); /* only the unref'd timer is left: nothing to run for */
+    assert_int_equal(gh_timer_cancel(rep), 0); /* still pending: the handle works as before */
+    assert_int_equal(gh_timer_cancel(shot), -ENOENT);
+    HUB_CLOSES_CLEAN();
+}
+
+typedef struct again_probe {
+    int64_t fired_at;
+    int fires;
+} again_probe;
+
+static void again_cb(void *arg)
+{
+    again_probe *p = arg;
+    p->fired_at = gh_now();
+    p->fires++;
+}
+
+/* gh_timer_again restarts a one-shot (pending or fired) and a repeating timer from now. */
+static void test_timer_again(void **state)
+{
+    again_probe p = {0};
+    int64_t t0 = gh_now();
+    gh_timer *t = gh_call_after(60 * GH_MSEC, again_cb, &p);
+    assert_non_null(t);
+    assert_int_equal(gh_sleep(40 * GH_MSEC), 0);
+    int64_t restarted = gh_now();
+    assert_int_equal(gh_timer_again(t), 0); /* pushed back: 60 ms from now */
+    assert_int_equal(gh_sleep(40 * GH_MSEC), 0);
+    assert_int_equal(p.fires, 0); /* the first deadline (t0 + 60 ms) has passed, unfired */
+    assert_int_equal(gh_sleep(60 * GH_MSEC), 0);
+    assert_int_equal(p.fires, 1);
+    assert_true(p.fired_at - restarted >= 60 * GH_MSEC);
+    assert_true(p.fired_at - t0 >= 100 * GH_MSEC);
+    /* Fired: again arms it once more. */
+    restarted = gh_now();
+    assert_int_equal(gh_timer_again(t), 0);
+    assert_int_equal(gh_sleep(80 * GH_MSEC), 0);
+    assert_int_equal(p.fires, 2);
+    assert_true(p.fired_at - restarted >= 60 * GH_MSEC);
+    assert_int_equal(gh_timer_cancel(t), -ENOENT);
+
+    /* A repeating timer's phase restarts from now. */
+    again_probe r = {0};
+    gh_timer *rep = gh_call_repeatedly(50 * GH_MSEC, again_cb, &r);
+    assert_non_null(rep);
+    assert_int_equal(gh_sleep(30 * GH_MSEC), 0);
+    restarted = gh_now();
+    assert_int_equal(gh_timer_again(rep), 0);
+    assert_int_equal(gh_sleep(70 * GH_MSEC), 0);
+    assert_int_equal(r.fires, 1);
+    assert_true(r.fired_at - restarted >= 50 * GH_MSEC);
+    assert_int_equal(gh_timer_cancel(rep), 0);
+    assert_int_equal(gh_timer_again(NULL), -EINVAL);
+    HUB_CLOSES_CLEAN();
+}
+
+static void sleep_long(void *arg)
+{
+    *(int *)arg = gh_sleep(10 * GH_SEC);
+}
+
+static void *break_later(void *arg)
+{
+    struct timespec ts = {0, 50 * 1000000};
+    nanosleep(&ts, NULL);
+    gh_hub_break(arg);
+    return NULL;
+}
+
+static void break_from_task(void *arg)
+{
+    gh_sleep(20 * GH_MSEC);
+    gh_hub_break(arg);
+}
+
+/* gh_hub_break ends gh_hub_run with -EINTR: from another thread, from a task, or ahead of it. */
+static void test_timer_hub_break(void **state)
+{
+    int slept = 1;
+    gh_task *t = gh_spawn(sleep_long, &slept);
+    assert_non_null(t);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, break_later, gh_get_hub()), 0);
+    int64_t t0 = gh_now();
+    assert_int_equal(gh_hub_run(), -EINTR);
+    assert_true(gh_now() - t0 < 2 * GH_SEC);
+    pthread_join(th, NULL);
+    gh_spawn_n(break_from_task, gh_get_hub());
+    assert_int_equal(gh_hub_run(), -EINTR);
+    assert_int_equal(gh_hub_break(gh_get_hub()), 0);
+    assert_int_equal(gh_hub_run(), -EINTR); /* a break before the run ends it at once */
+    assert_int_equal(gh_hub_break(NULL), -EINVAL);
+    assert_int_equal(slept, 1); /* the task was left as it was */
+    assert_int_equal(gh_kill(t), 0);
+    assert_int_equal(gh_join(t, GH_FOREVER), 0);
+    assert_int_equal(slept, -ECANCELED);
+    gh_task_release(t);
+    HUB_CLOSES_CLEAN();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -496,6 +616,9 @@ int main(void)
         cmocka_unit_test(test_timer_cancel),
         cmocka_unit_test(test_timer_heap_cancel_random),
         cmocka_unit_test(test_timer_handles_after_hub_close),
+        cmocka_unit_test(test_timer_unref),
+        cmocka_unit_test(test_timer_again),
+        cmocka_unit_test(test_timer_hub_break),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
