@@ -63,17 +63,15 @@ typedef struct gh__hub_stats_atomic {
 } gh__hub_stats_atomic;
 
 struct gh_hub {
-    gh__sched sched;    /* first: a task's sched pointer is its hub's address */
-    uint32_t id;        /* process-wide, reused after the hub is freed (fdtable.c) */
-    uint32_t xwaiters;  /* tasks blocked on other threads */
-    gh_hub *migrate_to; /* where the departing task goes (gh_migrate, task.c) */
-    bool main_started;
+    gh__sched sched;             /* first: a task's sched pointer is its hub's address */
+    uint32_t id;                 /* process-wide, reused after the hub is freed (fdtable.c) */
+    uint32_t xwaiters;           /* tasks blocked on other threads */
+    gh_hub *migrate_to;          /* where the departing task goes (gh_migrate, task.c) */
     bool in_run;                 /* the root is inside gh_hub_run */
     atomic_bool break_requested; /* gh_hub_break: the current or next gh_hub_run returns -EINTR */
 
     /* timers */
     uint32_t cb_timers; /* callback timers in the heap (task timeouts excluded) */
-    int64_t now;        /* clock read at the top of the iteration */
     /*
      * Callback timers out of the heap whose handle the caller still holds
      * (fired one-shots, repeating timers a stop dropped); each one's seq is
