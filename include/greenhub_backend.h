@@ -125,7 +125,8 @@ typedef struct gh_backend_ops {
     int (*poll)(void *state, int64_t timeout_ns, gh_backend_ready_fn ready, void *ctx);
 } gh_backend_ops;
 
-/** The built-in backends (those compiled in; see gh_backend_find). */
+/** The built-in backends. io_uring, libev and libevent exist only in builds
+ *  that include them (see gh_backend_find, which answers ENOENT otherwise). */
 extern const gh_backend_ops gh_backend_epoll;
 extern const gh_backend_ops gh_backend_poll;
 extern const gh_backend_ops gh_backend_select;
