@@ -23,6 +23,8 @@
 static void fd_slot_reset(gh_hub *h, int fd, uint32_t gen)
 {
     gh__fdslot *s = &h->fds[fd];
+    if (s->watchers)
+        gh__watch_fd_closed(h, fd);
     if (s->interest)
         gh__fd_interest(h, fd, 0); /* a backend that keys by number must not keep it */
     s->interest = 0;
@@ -98,7 +100,7 @@ int gh__fd_carry(const gh_hub *h, int fd)
     const gh__fdslot *s = &h->fds[fd];
     if (fd == h->inbox.wake_rfd)
         return s->interest;
-    return s->interest & ((s->reader ? GH_READ : 0) | (s->writer ? GH_WRITE : 0));
+    return s->interest & ((s->reader ? GH_READ : 0) | (s->writer ? GH_WRITE : 0) | s->watched);
 }
 
 void gh__fd_ready(void *ctx, int fd, int events)
@@ -112,6 +114,10 @@ void gh__fd_ready(void *ctx, int fd, int events)
     if (fd < 0 || fd >= h->nfds)
         return;
     gh__fdslot *s = &h->fds[fd];
+    if (__builtin_expect(s->watchers != NULL, 0)) {
+        gh__watch_fired(h, s, events);
+        events &= ~s->watched; /* what a watcher wants is not idle */
+    }
     int idle = 0;
     if (events & GH_READ) {
         if (s->reader) {
@@ -372,7 +378,7 @@ static bool fd_close_wait(fd_close *c, gh_hub *h)
         c->seq = t->park_seq + 1; /* the park below counts this wait */
         pthread_mutex_unlock(&c->lock);
         h->xwaiters++;
-        gh__task_park(&h->sched, -1, NULL, NULL, "gh_close of another hub's fd");
+        gh__task_park_uncapped(&h->sched, -1, NULL, NULL, "gh_close of another hub's fd");
         h->xwaiters--;
         pthread_mutex_lock(&c->lock);
     }

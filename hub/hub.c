@@ -230,6 +230,7 @@ fail_register:
 static void hub_release(gh_hub *h, bool tombstone)
 {
     hub_leave_process(h);
+    gh__watch_term(h);
     gh__timers_drop(h, false);
     h->ops->destroy(h->bstate);
     h->bstate = NULL;
@@ -314,7 +315,8 @@ bool gh__hub_idle(const gh_hub *h)
 {
     gh__inbox *in = (gh__inbox *)&h->inbox;
     return h->sched.live_tasks == 0 && h->cb_timers == 0 && h->fd_waiters == 0 &&
-           h->xwaiters == 0 && atomic_load(&in->head) == in->tail && gh__inbox_no_producers(in);
+           h->xwaiters == 0 && h->watchers == 0 && atomic_load(&in->head) == in->tail &&
+           gh__inbox_no_producers(in);
 }
 
 /* ------------------------------------------------------------- MAINLOOP */
@@ -323,7 +325,8 @@ bool gh__hub_idle(const gh_hub *h)
 static bool hub_deadlocked(const gh_hub *h)
 {
     return h->sched.root.state == GH__TASK_BLOCKED && !h->in_run && !h->runtime &&
-           !h->sched.rq_head && h->sched.timers.len == 0 && h->fd_waiters == 0 && h->xwaiters == 0;
+           !h->sched.rq_head && h->sched.timers.len == 0 && h->fd_waiters == 0 &&
+           h->xwaiters == 0 && h->watchers == 0;
 }
 
 static int64_t hub_poll_timeout(gh_hub *h)
@@ -396,6 +399,9 @@ static void hub_mainloop(void *arg)
                 gh__runtime_hub_tick(h);
         }
 
+        if (h->ticks)
+            gh__ticks_run(h); /* they may ready tasks: before the timeout is chosen */
+
         /* Handoffs left behind by the batch bound: poll, but do not sleep on them. */
         int64_t timeout = more ? 0 : hub_poll_timeout(h);
         if (timeout != 0) {
@@ -414,6 +420,8 @@ static void hub_mainloop(void *arg)
             atomic_store_explicit(&h->stats.asleep_since, sleep_from, memory_order_relaxed);
         }
         int n = h->ops->poll(h->bstate, timeout, gh__fd_ready, h);
+        if (h->fired_head)
+            gh__watch_dispatch(h);
         if (sleep_from) {
             GH__STAT_ADD(&h->stats, idle_ns, gh_now() - sleep_from);
             atomic_store_explicit(&h->stats.asleep_since, 0, memory_order_relaxed);

@@ -29,6 +29,8 @@ typedef struct gh__fdslot {
     bool nonblock_known;      /* gh_read/gh_write_all put it into O_NONBLOCK already */
     uint8_t kind;             /* GH__FD_*: what a short read says (io.c) */
     bool drained;             /* a short read emptied it: the next read waits first */
+    uint8_t watched;          /* the directions its watchers want (watch.c) */
+    gh_watcher *watchers;     /* gh_watch callbacks on it, on this hub */
 } gh__fdslot;
 
 enum { GH__FD_UNKNOWN, GH__FD_STREAM, GH__FD_OTHER };
@@ -93,6 +95,14 @@ struct gh_hub {
     int64_t inbox_counted_at; /* when the inbox's backlog was last counted */
     pthread_t thread;         /* the thread that runs it (has_thread), for the blocking detector */
     atomic_bool has_thread;   /* set (release) once thread is */
+
+    /* callbacks on MAINLOOP (watch.c) */
+    uint32_t watchers;                   /* active fd watchers: they keep gh_hub_run going */
+    gh_watcher *watch_all;               /* every watcher not yet unwatched */
+    gh_watcher *fired_head, *fired_tail; /* reported by this poll, callbacks not yet run */
+    gh_tick *ticks;                      /* per-iteration hooks, in order */
+    bool ticks_running;
+    uint64_t ran; /* tasks run, timer and watcher callbacks: gh_hub_run_once's count */
 
     /* cross-thread */
     gh__inbox inbox;
@@ -236,6 +246,19 @@ int gh__post_call_msg(gh_hub *h, gh__msg *m, void (*call)(gh_hub *, void *), voi
  * messages left in the inbox and drop the rest (counted on stderr).
  */
 void gh__inbox_flush(gh_hub *h);
+
+/* --------------------------------------------------------- callbacks */
+
+/* The backend reported @events on a slot with watchers: queue their callbacks. */
+void gh__watch_fired(gh_hub *h, gh__fdslot *s, int events);
+/* Run the queued watcher callbacks (MAINLOOP, after the poll). */
+void gh__watch_dispatch(gh_hub *h);
+/* The slot's fd was closed (gh_close on any hub): its watchers stop, unwatched or not. */
+void gh__watch_fd_closed(gh_hub *h, int fd);
+/* Run the per-iteration hooks (MAINLOOP, before the poll). */
+void gh__ticks_run(gh_hub *h);
+/* Hub teardown: free every watcher and hook. */
+void gh__watch_term(gh_hub *h);
 
 /* ----------------------------------------------------------------- call */
 

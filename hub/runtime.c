@@ -98,7 +98,7 @@ static void *rt_thread(void *arg)
 
     /* The root sleeps while tasks run; MAINLOOP wakes it once the stop has drained. */
     while (!gh__runtime_hub_drained(h))
-        gh__task_park(&h->sched, -1, NULL, NULL, "runtime stop");
+        gh__task_park_uncapped(&h->sched, -1, NULL, NULL, "runtime stop");
     gh__hub_retire(h);
 
     pthread_mutex_lock(&rt->lock);

@@ -487,8 +487,35 @@ int gh_sleep(int64_t ns)
         return err;
     if (ns == 0)
         return gh__task_yield(&h->sched);
-    err = gh__task_park(&h->sched, gh__deadline(ns), NULL, NULL, "sleep");
-    return err == -ETIMEDOUT ? 0 : err;
+    int64_t end = gh__deadline(ns);
+    err = gh__task_park(&h->sched, end, NULL, NULL, "sleep");
+    if (err != -ETIMEDOUT)
+        return err;
+    /* Its own end is a sleep's success; a deadline scope's that comes first is not. */
+    int64_t scope = gh__scope_deadline(h->sched.current);
+    return scope >= 0 && (end < 0 || scope < end) ? -ETIMEDOUT : 0;
+}
+
+int gh_deadline_push(int64_t timeout_ns)
+{
+    if (timeout_ns < GH_FOREVER)
+        return -EINVAL;
+    gh_hub *h = gh__hub();
+    if (!h)
+        return -errno;
+    if (h->sched.current == &h->sched.main)
+        return -EPERM;
+    return gh__scope_push(&h->sched, gh__deadline(timeout_ns));
+}
+
+int gh_deadline_pop(void)
+{
+    gh_hub *h = gh__tls_hub;
+    if (!h)
+        return -ENOENT;
+    if (h->sched.current == &h->sched.main)
+        return -EPERM;
+    return gh__scope_pop(&h->sched);
 }
 
 int gh_yield(void)

@@ -37,6 +37,8 @@ typedef struct gh_hub gh_hub;
 typedef struct gh_task gh_task;
 typedef struct gh_timer gh_timer;
 typedef struct gh_runtime gh_runtime;
+typedef struct gh_watcher gh_watcher;
+typedef struct gh_tick gh_tick;
 
 /* -------------------------------------------------------------------------------------- version */
 
@@ -219,13 +221,48 @@ const char *gh_task_name(const gh_task *t);
 /**
  * Sleep @ns nanoseconds; 0 runs every task ready now, then returns.
  * @return 0; -ECANCELED; -EINVAL; -EPERM from a timer callback; -EDEADLK when
- *         the root sleeps GH_FOREVER and nothing else can ever wake it.
+ *         the root sleeps GH_FOREVER and nothing else can ever wake it;
+ *         -ETIMEDOUT when a deadline scope ends before the sleep does.
  * Calling thread's hub.
  */
 int gh_sleep(int64_t ns);
 
 /** Same as gh_sleep(0). */
 int gh_yield(void);
+
+/*
+ * Deadline scopes (Trio's cancel scopes, gevent's Timeout): a budget for a
+ * whole stretch of code rather than for one call.
+ *
+ *     gh_deadline_push(2 * GH_SEC);        // the request gets 2 s in all
+ *     n = gh_read(fd, buf, len, GH_FOREVER);
+ *     ...more blocking calls...
+ *     if (gh_deadline_pop() == -ETIMEDOUT)  // the scope ran out
+ *
+ * Inside a scope, every blocking call of the task (gh_sleep, gh_join, fd
+ * waits, events, channels, calls...) waits at most until the earliest of its
+ * own timeout and every open scope's deadline; once that has passed, a call
+ * that would have to wait returns -ETIMEDOUT at once (as with a kill, one
+ * that can complete without waiting may still do so). Scopes
+ * belong to the task (they move with it) and nest; pop them in reverse
+ * order. A task that ends with scopes open just drops them.
+ */
+
+/**
+ * Open a scope on the running task that ends @timeout_ns from now
+ * (GH_FOREVER: a scope that adds no deadline).
+ * @return 0; -EINVAL for @timeout_ns < GH_FOREVER; -EPERM from a callback
+ *         (timer, watcher, hook); -ENOMEM. Calling thread's hub.
+ */
+int gh_deadline_push(int64_t timeout_ns);
+
+/**
+ * Close the innermost scope of the running task.
+ * @return 0; -ETIMEDOUT if that scope's own deadline has passed (its calls
+ *         were cut short, or would have been); -ENOENT if none is open;
+ *         -EPERM from a callback. Calling thread's hub.
+ */
+int gh_deadline_pop(void);
 
 /* --------------------------------------------------------------------------------------- timers */
 
@@ -284,6 +321,61 @@ int gh_timer_again(gh_timer *t);
  * closed). @t's hub's thread.
  */
 void gh_timer_release(gh_timer *t);
+
+/* ------------------------------------------------------------------------- watchers and hooks */
+
+/*
+ * Callbacks on MAINLOOP, for code written in the callback style of kombu's
+ * Hub or libuv (docs/loop.md says when to use them rather than tasks). Like a
+ * timer's, a watcher's or hook's callback must not block: blocking calls
+ * return -EPERM there; spawn a task for anything that waits.
+ */
+
+/**
+ * Call cb(fd, ready, arg) on MAINLOOP while @fd is ready for any of @events
+ * (GH_READ, GH_WRITE or both): level-triggered, like kombu's add_reader /
+ * add_writer, on every backend. @ready holds the directions that fired. The
+ * callbacks of one poll run after it returns, so a callback may watch,
+ * unwatch or gh_close any fd, its own included. Several watchers may watch
+ * one fd; a task may wait on an fd a watcher watches, and then both are told
+ * (the data goes to whoever reads it first: mixing the two on one fd is
+ * rarely what you want). An active watcher keeps gh_hub_run going. A
+ * gh_close of @fd, on any thread, ends the watch: the callback is not called
+ * again, and the handle must still be given to gh_unwatch. Close the fd with
+ * gh_close, not close(): a backend may go on reporting a closed number.
+ * @return the handle, or NULL with errno EBADF (fd unknown to the kernel),
+ *         EINVAL (no callback, bad @events, a hub's own wakeup fd), EPERM (a
+ *         regular file on a backend that refuses them: it would always be
+ *         ready) or ENOMEM. Calling thread's hub.
+ */
+gh_watcher *gh_watch(int fd, int events, void (*cb)(int fd, int events, void *arg), void *arg);
+
+/**
+ * Stop @w and free it; safe from any callback, its own included (a callback
+ * already queued for this poll does not run). From another thread it runs on
+ * @w's hub, and the caller waits (as gh_call_on) until it has.
+ * @return 0; -EINVAL for NULL; from another thread, what gh_call_on returns
+ *         (-EPERM from a callback, -ESHUTDOWN once @w's hub is stopping: then
+ *         the hub frees it). Any thread, while @w's hub lives.
+ */
+int gh_unwatch(gh_watcher *w);
+
+/**
+ * Call cb(arg) once per MAINLOOP iteration of the calling thread's hub,
+ * before it decides how long to poll (kombu's on_tick, libuv's prepare): to
+ * flush what the iteration batched, say. Hooks run in the order they were
+ * added. A hook may ready tasks (the poll then does not wait) but does not
+ * keep gh_hub_run going by itself.
+ * @return the handle, or NULL with errno EINVAL or ENOMEM. Calling thread's hub.
+ */
+gh_tick *gh_tick_add(void (*cb)(void *arg), void *arg);
+
+/**
+ * Remove @k and free it; from a hook too (a hook removed this way does not run
+ * again). From another thread, as gh_unwatch.
+ * @return 0; -EINVAL for NULL; as gh_unwatch from another thread. Any thread.
+ */
+int gh_tick_remove(gh_tick *k);
 
 /* ------------------------------------------------------------------------------ fds and sockets */
 

@@ -113,7 +113,7 @@ static void task_unlink_all(gh__sched *s, gh_task *t)
  */
 static void task_init_fields(gh__sched *s, gh_task *t)
 {
-    _Static_assert(sizeof(gh_task) == sizeof(gh__ctx) + 264,
+    _Static_assert(sizeof(gh_task) == sizeof(gh__ctx) + 272,
                    "a field was added to gh_task: initialise it here");
     atomic_store_explicit(&t->sched, s, memory_order_relaxed);
     t->rq_next = NULL;
@@ -149,6 +149,7 @@ static void task_init_fields(gh__sched *s, gh_task *t)
     t->san_bottom = NULL;
     t->san_size = 0;
     t->tsan_fiber = NULL;
+    t->scopes = NULL;
 }
 
 gh_task *gh__task_new_detached(gh__sched *s, void (*fn)(void *), void *arg, bool handle)
@@ -329,6 +330,10 @@ void gh__task_release(gh__sched *s, gh_task *t)
 static void task_finish(gh__sched *s, gh_task *t)
 {
     t->state = GH__TASK_DONE;
+    if (__builtin_expect(t->scopes != NULL, 0)) { /* returned inside a scope it never closed */
+        free(t->scopes);
+        t->scopes = NULL;
+    }
     atomic_store_explicit(&t->finished, true, memory_order_release);
     gh_task *j;
     while ((j = gh__waitq_first(&t->joiners)))
@@ -478,11 +483,24 @@ int gh__can_block(gh__sched *s)
         return -EPERM;
     if (t->killed)
         return -ECANCELED;
+    if (__builtin_expect(t->scopes != NULL, 0) && t->scopes->deadline >= 0 &&
+        gh_now() >= t->scopes->deadline)
+        return -ETIMEDOUT;
     return 0;
 }
 
 int gh__task_park(gh__sched *s, int64_t deadline, void (*unlink)(gh_task *), void *obj,
                   const char *what)
+{
+    gh_task *t = s->current;
+    int64_t scope = gh__scope_deadline(t);
+    if (scope >= 0 && (deadline < 0 || scope < deadline))
+        deadline = scope;
+    return gh__task_park_uncapped(s, deadline, unlink, obj, what);
+}
+
+int gh__task_park_uncapped(gh__sched *s, int64_t deadline, void (*unlink)(gh_task *), void *obj,
+                           const char *what)
 {
     gh_task *t = s->current;
 
@@ -508,6 +526,43 @@ int gh__task_park(gh__sched *s, int64_t deadline, void (*unlink)(gh_task *), voi
     t->wait_obj = NULL;
     t->wait_what = NULL;
     return t->wake_result;
+}
+
+int gh__scope_push(gh__sched *s, int64_t deadline)
+{
+    gh_task *t = s->current;
+    gh__scopes *sc = t->scopes;
+    if (!sc || sc->depth == sc->cap) {
+        uint32_t cap = sc ? sc->cap * 2 : 4;
+        gh__scopes *n = realloc(sc, sizeof *sc + cap * sizeof sc->level[0]);
+        if (!n)
+            return -ENOMEM;
+        if (!sc) {
+            n->deadline = -1;
+            n->depth = 0;
+        }
+        n->cap = cap;
+        t->scopes = sc = n;
+    }
+    sc->level[sc->depth++] = (gh__scope){.own = deadline, .saved = sc->deadline};
+    if (deadline >= 0 && (sc->deadline < 0 || deadline < sc->deadline))
+        sc->deadline = deadline;
+    return 0;
+}
+
+int gh__scope_pop(gh__sched *s)
+{
+    gh_task *t = s->current;
+    gh__scopes *sc = t->scopes;
+    if (!sc || sc->depth == 0)
+        return -ENOENT;
+    gh__scope l = sc->level[--sc->depth];
+    sc->deadline = l.saved;
+    if (sc->depth == 0) {
+        free(sc); /* the common case is one scope at a time: no cost for tasks without */
+        t->scopes = NULL;
+    }
+    return l.own >= 0 && gh_now() >= l.own ? -ETIMEDOUT : 0;
 }
 
 void gh__task_wake(gh_task *t, int result)
@@ -786,6 +841,8 @@ void gh__sched_term(gh__sched *s, bool orphan)
         t->timeout.heap_idx = GH__NOT_IN_HEAP; /* the heap goes below */
         t->state = GH__TASK_DONE;
         atomic_store_explicit(&t->finished, true, memory_order_release);
+        free(t->scopes);
+        t->scopes = NULL;
         task_fire_hooks(t);
         if (t->has_handle)
             task_hold(s, t);
@@ -794,6 +851,8 @@ void gh__sched_term(gh__sched *s, bool orphan)
     }
     free(s->root.name);
     s->root.name = NULL;
+    free(s->root.scopes);
+    s->root.scopes = NULL;
     /* From now on each belongs to its handle alone (gh_task_hub says NULL). */
     for (gh_task *t = s->held; t && orphan; t = t->all_next)
         atomic_store_explicit(&t->sched, NULL, memory_order_relaxed);

@@ -87,7 +87,29 @@ struct gh_task {
     const void *san_bottom; /* stack bounds for the sanitizers */
     size_t san_size;
     void *tsan_fiber;
+    struct gh__scopes *scopes; /* its deadline scopes (gh_deadline_push), or NULL: never had one */
 };
+
+/*
+ * A task's deadline scopes, a stack: each level keeps its own deadline and
+ * the effective one it replaced; `deadline` is the earliest of them all
+ * (-1: none), and caps every park of the task.
+ */
+typedef struct gh__scope {
+    int64_t own, saved;
+} gh__scope;
+
+typedef struct gh__scopes {
+    int64_t deadline;
+    uint32_t depth, cap;
+    gh__scope level[];
+} gh__scopes;
+
+/* The running task's scope deadline, or -1. */
+static inline int64_t gh__scope_deadline(const gh_task *t)
+{
+    return __builtin_expect(t->scopes != NULL, 0) ? t->scopes->deadline : -1;
+}
 
 typedef struct gh__sched_stats {
     _Atomic uint64_t tasks_spawned, tasks_live, switches;
@@ -145,6 +167,16 @@ gh_task *gh__task_spawn(gh__sched *s, void (*fn)(void *), void *arg, bool handle
  */
 int gh__task_park(gh__sched *s, int64_t deadline, void (*unlink)(gh_task *), void *obj,
                   const char *what);
+/*
+ * gh__task_park for the library's own waits that a deadline scope must not
+ * cut short (a cross-hub close waiting for every hub's answer, a stop).
+ */
+int gh__task_park_uncapped(gh__sched *s, int64_t deadline, void (*unlink)(gh_task *), void *obj,
+                           const char *what);
+/* Open a deadline scope on the running task of @s: -ENOMEM. */
+int gh__scope_push(gh__sched *s, int64_t deadline);
+/* Close the innermost: 0, -ETIMEDOUT if its own deadline passed, -ENOENT if none is open. */
+int gh__scope_pop(gh__sched *s);
 /* Ready a blocked task with @result (its unlink is not called). */
 void gh__task_wake(gh_task *t, int result);
 /* Ready a blocked task after detaching it from what it waits on (timeouts, kill). */
@@ -155,7 +187,10 @@ void gh__runq_push(gh__sched *s, gh_task *t);
 void gh__switch(gh__sched *s, gh_task *to);
 /* Run a bounded batch of ready tasks (MAINLOOP step 3). */
 void gh__run_ready(gh__sched *s);
-/* Check at a blocking call's entry: -EPERM from MAINLOOP, -ECANCELED if killed, else 0. */
+/*
+ * Check at a blocking call's entry: -EPERM from MAINLOOP, -ECANCELED if
+ * killed, -ETIMEDOUT past a deadline scope, else 0.
+ */
 int gh__can_block(gh__sched *s);
 /* Requeue the running task behind every task ready now and run them (gh_sleep(0)). */
 int gh__task_yield(gh__sched *s);
