@@ -78,6 +78,8 @@ int gh__fd_interest(gh_hub *h, int fd, int events)
     int err = h->ops->watch(h->bstate, fd, s->interest, events);
     if (err)
         return err;
+    if (__builtin_expect(h->embed != NULL, 0))
+        gh__embed_mirror(h, fd, s->interest, events);
     /* The process-wide table knows which hubs a gh_close must reach (fdtable.c). */
     gh__fdent *e = gh__fdent_find(fd);
     uint64_t bit = gh__hub_bit(h);

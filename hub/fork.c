@@ -37,6 +37,8 @@ static void fork_fail_waiters(gh__fdslot *s, int err)
 
 void gh__hub_after_fork(gh_hub *h)
 {
+    /* The hub fd's epoll set is the parent's too: the child asks gh_hub_fd anew. */
+    gh__embed_term(h);
     int err = gh__inbox_after_fork(&h->inbox);
     if (err)
         gh__log(GH_LOG_WARN, "forked child keeps its parent's wakeup fd: %s", gh_strerror(err));

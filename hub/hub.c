@@ -230,6 +230,7 @@ fail_register:
 static void hub_release(gh_hub *h, bool tombstone)
 {
     hub_leave_process(h);
+    gh__embed_term(h);
     gh__watch_term(h);
     gh__timers_drop(h, false);
     h->ops->destroy(h->bstate);
@@ -324,13 +325,33 @@ bool gh__hub_idle(const gh_hub *h)
 /* The root blocks and nothing can ever wake it: no task ready, timer, fd or other thread. */
 static bool hub_deadlocked(const gh_hub *h)
 {
-    return h->sched.root.state == GH__TASK_BLOCKED && !h->in_run && !h->runtime &&
-           !h->sched.rq_head && h->sched.timers.len == 0 && h->fd_waiters == 0 &&
+    return h->sched.root.state == GH__TASK_BLOCKED && !h->in_run && !h->once_active &&
+           !h->runtime && !h->sched.rq_head && h->sched.timers.len == 0 && h->fd_waiters == 0 &&
            h->xwaiters == 0 && h->watchers == 0;
+}
+
+/* gh_hub_run_once (embed.c): wake the root once something ran, or at its deadline. */
+static bool hub_once_done(gh_hub *h)
+{
+    if (h->sched.ran + h->ran != h->once_base)
+        return true;
+    /* Nothing ran: the deadline ends it, once the backend was asked at least once. */
+    return h->once_polled && h->once_deadline >= 0 && gh_now() >= h->once_deadline;
 }
 
 static int64_t hub_poll_timeout(gh_hub *h)
 {
+    if (h->once_active && h->sched.root.state == GH__TASK_BLOCKED) {
+        if (atomic_load_explicit(&h->break_requested, memory_order_relaxed) &&
+            atomic_exchange(&h->break_requested, false)) {
+            gh__task_wake_detach(&h->sched.root, -EINTR);
+            return 0;
+        }
+        if (hub_once_done(h)) {
+            gh__task_wake_detach(&h->sched.root, 0);
+            return 0;
+        }
+    }
     if (h->in_run && h->sched.root.state == GH__TASK_BLOCKED &&
         atomic_load_explicit(&h->break_requested, memory_order_relaxed) &&
         atomic_exchange(&h->break_requested, false)) {
@@ -351,6 +372,14 @@ static int64_t hub_poll_timeout(gh_hub *h)
     /* Stopping, not drained yet: a producer may still be mid-post; look again soon. */
     int64_t cap =
         h->runtime && atomic_load_explicit(&h->stop_requested, memory_order_relaxed) ? GH_MSEC : -1;
+    if (h->once_active && h->once_deadline >= 0) {
+        /* Poll (at least once: hub_once_done), but not beyond it. */
+        int64_t left = h->once_deadline - gh_now();
+        if (left < 0)
+            left = 0;
+        if (cap < 0 || left < cap)
+            cap = left;
+    }
     gh_timer *t = gh__timer_peek(&h->sched.timers);
     if (!t)
         return cap;
@@ -420,6 +449,7 @@ static void hub_mainloop(void *arg)
             atomic_store_explicit(&h->stats.asleep_since, sleep_from, memory_order_relaxed);
         }
         int n = h->ops->poll(h->bstate, timeout, gh__fd_ready, h);
+        h->once_polled = true;
         if (h->fired_head)
             gh__watch_dispatch(h);
         if (sleep_from) {

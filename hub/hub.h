@@ -102,7 +102,14 @@ struct gh_hub {
     gh_watcher *fired_head, *fired_tail; /* reported by this poll, callbacks not yet run */
     gh_tick *ticks;                      /* per-iteration hooks, in order */
     bool ticks_running;
-    uint64_t ran; /* tasks run, timer and watcher callbacks: gh_hub_run_once's count */
+    uint64_t ran; /* timer and watcher callbacks run: gh_hub_run_once's count (+ sched.ran) */
+
+    /* driven from another loop (embed.c) */
+    bool once_active;        /* the root is in gh_hub_run_once */
+    bool once_polled;        /* the backend was polled since it started */
+    int64_t once_deadline;   /* when it returns with nothing run (-1 never) */
+    uint64_t once_base;      /* sched.ran + ran when it started */
+    struct gh__embed *embed; /* gh_hub_fd's state, or NULL */
 
     /* cross-thread */
     gh__inbox inbox;
@@ -246,6 +253,16 @@ int gh__post_call_msg(gh_hub *h, gh__msg *m, void (*call)(gh_hub *, void *), voi
  * messages left in the inbox and drop the rest (counted on stderr).
  */
 void gh__inbox_flush(gh_hub *h);
+
+/* ------------------------------------------------------------ embedding */
+
+typedef struct gh__embed gh__embed;
+/* The hub's interest in @fd changed from @old_events to @events: the hub fd's mirror follows. */
+void gh__embed_mirror(gh_hub *h, int fd, int old_events, int events);
+/* A callback timer was added for @when: the hub fd must be readable by then. */
+void gh__embed_timer_added(gh_hub *h, int64_t when);
+/* Close the hub fd (hub teardown, a forked child's hub). */
+void gh__embed_term(gh_hub *h);
 
 /* --------------------------------------------------------- callbacks */
 

@@ -60,6 +60,8 @@ static void timer_account(gh_hub *h, const gh_timer *t, int delta)
     if (!(t->flags & GH__TIMER_UNREF))
         h->cb_timers += delta;
     GH__STAT_ADD(&h->stats, timers_pending, delta);
+    if (__builtin_expect(h->embed != NULL, 0) && delta > 0)
+        gh__embed_timer_added(h, t->when); /* the hub fd must be readable by then */
 }
 
 void gh__timers_fire(gh_hub *h, int64_t now)
@@ -85,6 +87,7 @@ void gh__timers_fire(gh_hub *h, int64_t now)
             int64_t missed = (now - t->when) / t->interval;
             t->when += (missed + 1) * t->interval;
             t->flags |= GH__TIMER_IN_CB;
+            h->ran++;
             t->cb(t->arg);
             t->flags &= ~GH__TIMER_IN_CB;
             if (t->flags & GH__TIMER_DEAD) {
@@ -104,6 +107,7 @@ void gh__timers_fire(gh_hub *h, int64_t now)
         }
         timer_account(h, t, -1);
         t->flags |= GH__TIMER_IN_CB | GH__TIMER_FIRED;
+        h->ran++;
         t->cb(t->arg);
         t->flags &= ~GH__TIMER_IN_CB;
         if ((t->flags & GH__TIMER_DEAD) || !(t->flags & GH__TIMER_HANDLE))

@@ -102,6 +102,31 @@ const char *gh_hub_backend(const gh_hub *hub);
 int gh_hub_run(void);
 
 /**
+ * Drive this thread's hub from another loop (libuv's UV_RUN_ONCE / NOWAIT):
+ * run every task, timer, watcher and handoff ready now, and if nothing was
+ * ready, wait up to @timeout_ns (GH_FOREVER: until something is) for an fd
+ * event, a due timer or a handoff, and run it. With nothing pending at all it
+ * still waits the whole timeout, so the caller sets its own pace. With 0 it
+ * never waits, but still collects the fd events ready now.
+ * @return how many tasks and callbacks it ran (>= 0); -EINTR after
+ *         gh_hub_break; -EPERM if not called from the root task; -ECANCELED
+ *         if the root was killed; -EINVAL for @timeout_ns < GH_FOREVER.
+ */
+int gh_hub_run_once(int64_t timeout_ns);
+
+/**
+ * An fd that is readable whenever this thread's hub has work (a ready task,
+ * a due timer, an fd event, a handoff from another thread), on every
+ * backend: give it to another loop (GLib, libuv, your own epoll) and call
+ * gh_hub_run_once(0) when it fires. The same fd every time; the hub owns it
+ * (gh_close refuses it) and closes it when the hub is freed. Work the root
+ * makes between two gh_hub_run_once calls (a spawn, a timer) makes it
+ * readable too. A forked child asks for it again: the parent's is not shared.
+ * @return the fd; -ENOMEM, -EMFILE. Calling thread's hub, any task.
+ */
+int gh_hub_fd(void);
+
+/**
  * Make @hub's gh_hub_run return -EINTR soon (libuv's uv_stop): the run in
  * progress at its hub's next loop iteration, or else the next one at once.
  * Its tasks are left as they are. @return 0; -EINVAL. Any thread.

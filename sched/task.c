@@ -25,6 +25,8 @@ static void task_entry(void *arg);
 
 void gh__runq_push(gh__sched *s, gh_task *t)
 {
+    if (__builtin_expect(s->root_ready != NULL, 0) && s->current == &s->root)
+        s->root_ready(s);
     t->rq_next = NULL;
     t->in_runq = true;
     if (s->rq_tail)
@@ -360,6 +362,7 @@ static gh_task *task_chain_next(gh__sched *s, gh_task *done)
         return NULL;
     s->rq_batch--;
     runq_pop(s);
+    s->ran++;
     next->stack = done->stack;
     next->san_bottom = done->san_bottom;
     next->san_size = done->san_size;
@@ -460,6 +463,7 @@ void gh__run_ready(gh__sched *s)
             break;
         }
         t->state = GH__TASK_RUNNING;
+        s->ran += t != &s->root;
         gh__switch(s, t);
         /* t may have returned, and so may tasks it started: the last one is here. */
         if (s->finished) {

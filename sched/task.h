@@ -131,7 +131,10 @@ typedef struct gh__sched {
     uint32_t free_tasks_len;
     uint64_t next_task_id;
     uint32_t live_tasks; /* spawned and not finished, root and MAINLOOP excluded */
-    int64_t now;         /* the clock at the top of the loop's iteration (set by the hub) */
+    uint64_t ran;        /* times a task other than the root was run (gh_hub_run_once counts) */
+    /* Told when the root readies a task (NULL unless the hub is embedded: hub/embed.c). */
+    void (*root_ready)(struct gh__sched *s);
+    int64_t now; /* the clock at the top of the loop's iteration (set by the hub) */
     gh__stack_cache stacks;
     gh__timer_heap timers;
     atomic_bool kill_all; /* new tasks start cancelled (a runtime stop past its drain timeout) */
