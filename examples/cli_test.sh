@@ -23,7 +23,7 @@ for bin in "$@"; do
     [ "$rc" -eq 2 ] || fail "$name --no-such-option: exit $rc, want 2"
     grep -q "^usage: $name" "$tmp/err" || fail "$name --no-such-option: no usage on stderr"
     case $name in
-    echo_multicore | echo_server | http_hello | rebalance)
+    echo_multicore | echo_server | http_hello | rebalance | embed_libuv)
         "$bin" --port abc >"$tmp/out" 2>"$tmp/err"
         rc=$?
         [ "$rc" -eq 2 ] || fail "$name --port abc: exit $rc, want 2 (was: a random port)"
