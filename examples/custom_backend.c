@@ -42,6 +42,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "greenhub.h"
 #include "greenhub_backend.h"
 
@@ -286,24 +287,14 @@ static void swapper(void *arg)
     printf("swapped live back to %s (%s)\n", gh_hub_backend(gh_get_hub()), gh_strerror(err));
 }
 
-/* The program's name as a person typed it, without Bazel's execroot path. */
-static const char *prog_name(const char *argv0)
-{
-    const char *slash = strrchr(argv0, '/');
-    return slash ? slash + 1 : argv0;
-}
-
 int main(int argc, char **argv)
 {
-    /* No options: --help says what this is, anything else is a mistake. */
-    if (argc > 1) {
-        bool help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
-        fprintf(help ? stdout : stderr,
-                "usage: %s\n  custom_backend: an echo server on a third-party backend (tiny-epoll) "
-                "plugged in with gh_use_hub_backend\n",
-                prog_name(argv[0]));
-        return help ? 0 : 2;
-    }
+    int rc = ex_args_parse(
+        argc, argv,
+        "An echo server on a third-party backend (tiny-epoll) plugged in with gh_use_hub_backend.",
+        NULL, 0);
+    if (rc >= 0)
+        return rc; /* no options: --help, or a mistake */
     int err = gh_use_hub_backend(&tiny_epoll);
     if (err) {
         fprintf(stderr, "gh_use_hub_backend: %s\n", gh_strerror(err));

@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "greenhub.h"
 
 #define MAX_HUBS 64
@@ -261,39 +262,19 @@ static void print_row(const char *who, gh_hub *h)
            (unsigned long long)st.wakeups_written, (unsigned long long)st.loop_iterations);
 }
 
-/* The program's name as a person typed it, without Bazel's execroot path. */
-static const char *prog_name(const char *argv0)
-{
-    const char *slash = strrchr(argv0, '/');
-    return slash ? slash + 1 : argv0;
-}
-
 int main(int argc, char **argv)
 {
-    double seconds = 3;
-    int connections = 64;
-    for (int i = 1; i < argc; i++) {
-        char *end = NULL;
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: %s [--seconds N] [--connections C]\n", prog_name(argv[0]));
-            return 0;
-        } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
-            seconds = strtod(argv[++i], &end);
-        } else if (strcmp(argv[i], "--connections") == 0 && i + 1 < argc) {
-            connections = (int)strtol(argv[++i], &end, 10);
-        } else {
-            fprintf(stderr, "usage: %s [--seconds N] [--connections C]\n", prog_name(argv[0]));
-            return 2;
-        }
-        if (end && (end == argv[i] || *end)) {
-            fprintf(stderr, "%s: %s %s: not a number\n", prog_name(argv[0]), argv[i - 1], argv[i]);
-            return 2;
-        }
-    }
-    if (seconds <= 0 || seconds > 3600 || connections < 1 || connections > 10000) {
-        fprintf(stderr, "--seconds must be in (0, 3600], --connections in [1, 10000]\n");
-        return 2;
-    }
+    long seconds = 3, connections = 64;
+    const ex_opt opts[] = {
+        {"--seconds", "N", "how long the clients run", EX_LONG, &seconds, 1, 3600},
+        {"--connections", "C", "client connections, dealt round-robin to the hubs", EX_LONG,
+         &connections, 1, 10000},
+    };
+    int rc = ex_args_parse(argc, argv,
+                           "A multi-core echo server on mixed backends, driven by its own clients.",
+                           opts, EX_COUNT(opts));
+    if (rc >= 0)
+        return rc;
 
     /* Mixed backends: as many different ones as there are hubs (those this kernel allows). */
     static const char *const order[] = {"epoll", "io_uring", "poll", "libev", "select", "libevent"};
@@ -349,12 +330,12 @@ int main(int argc, char **argv)
     printf("greenhub demo: echo server on 127.0.0.1:%d, %d server hubs (", port, nsrv);
     for (int i = 0; i < nsrv; i++)
         printf("%s%s", i ? ", " : "", gh_hub_backend(srv[i].hub));
-    printf("); %d clients on another hub for %.1f s\n", connections, seconds);
+    printf("); %ld clients on another hub for %ld s\n", connections, seconds);
     fflush(stdout);
 
     /* The clients' hub does the work; this (plain) thread just waits for its answer. */
-    client_run run = {.port = port, .connections = connections};
-    run.seconds_ns = (int64_t)(seconds * (double)GH_SEC);
+    client_run run = {.port = port, .connections = (int)connections};
+    run.seconds_ns = (int64_t)seconds * GH_SEC;
     void *res = NULL;
     err = gh_call_on(gh_runtime_hub(clients, 0), run_clients, &run, &res,
                      run.seconds_ns + 120 * GH_SEC);

@@ -29,6 +29,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "greenhub.h"
 
 #define MAX_THREADS 256
@@ -221,71 +222,30 @@ static int listen_port(int fd)
     return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
-/* The program's name as a person typed it, without Bazel's execroot path. */
-static const char *prog_name(const char *argv0)
-{
-    const char *slash = strrchr(argv0, '/');
-    return slash ? slash + 1 : argv0;
-}
-
-static void usage(FILE *out, const char *argv0)
-{
-    fprintf(out,
-            "usage: %s [--threads N] [--backends epoll,poll,...] [--reuseport] [--port P]\n"
-            "  backends: epoll poll select io_uring libev libevent (one per thread, in order;\n"
-            "  threads beyond the list use the default)\n",
-            prog_name(argv0));
-}
-
-/* @s as a whole number in [lo, hi], or false. */
-static bool parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
 int main(int argc, char **argv)
 {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    int threads = ncpu > 0 ? (int)ncpu : 2;
-    int port = 6000, reuseport = 0;
-    char *blist = NULL;
+    long threads_arg = ncpu > 0 ? ncpu : 2, port_arg = 6000;
+    bool reuseport = false;
+    const char *blist_arg = NULL;
     const char *backends[MAX_THREADS] = {0};
     int nbackends = 0;
 
-    for (int i = 1; i < argc; i++) {
-        long v;
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout, argv[0]);
-            return 0;
-        } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
-            if (!parse_long(argv[++i], 1, MAX_THREADS, &v)) {
-                fprintf(stderr, "%s: --threads %s: not a number in [1, %d]\n", prog_name(argv[0]),
-                        argv[i], MAX_THREADS);
-                return 2;
-            }
-            threads = (int)v;
-        } else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
-            if (!parse_long(argv[++i], 0, 65535, &v)) {
-                fprintf(stderr, "%s: --port %s: not a port number (0-65535)\n", prog_name(argv[0]),
-                        argv[i]);
-                return 2;
-            }
-            port = (int)v;
-        } else if (strcmp(argv[i], "--backends") == 0 && i + 1 < argc) {
-            blist = argv[++i];
-        } else if (strcmp(argv[i], "--reuseport") == 0) {
-            reuseport = 1;
-        } else {
-            usage(stderr, argv[0]);
-            return 2;
-        }
-    }
+    const ex_opt opts[] = {
+        {"--threads", "N", "hubs, one thread each", EX_LONG, &threads_arg, 1, MAX_THREADS},
+        {"--backends", "LIST", "epoll,poll,...: one per thread, in order (the rest: the default)",
+         EX_STR, &blist_arg, 0, 0},
+        {"--reuseport", NULL, "one SO_REUSEPORT listener per hub instead of one shared", EX_FLAG,
+         &reuseport, 0, 0},
+        {"--port", "P", "port to listen on (0: any free one)", EX_LONG, &port_arg, 0, 65535},
+    };
+    int rc = ex_args_parse(argc, argv,
+                           "A multi-core echo server: one hub per thread, each on its backend.",
+                           opts, EX_COUNT(opts));
+    if (rc >= 0)
+        return rc;
+    int threads = (int)threads_arg, port = (int)port_arg;
+    char *blist = (char *)blist_arg; /* argv's own string: writable, strtok_r splits it */
     if (blist) {
         for (char *save = NULL, *tok = strtok_r(blist, ",", &save); tok;
              tok = strtok_r(NULL, ",", &save)) {

@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "greenhub.h"
 
 #define MAX_CLIENTS 4096
@@ -115,42 +116,19 @@ static void stopper(void *arg)
         gh_close(clients[--nclients]); /* wakes each client task with -EBADF */
 }
 
-/* The program's name as a person typed it, without Bazel's execroot path. */
-static const char *prog_name(const char *argv0)
-{
-    const char *slash = strrchr(argv0, '/');
-    return slash ? slash + 1 : argv0;
-}
-
-static void usage(FILE *out, const char *argv0)
-{
-    fprintf(out, "usage: %s [--port N] [--backend NAME]\n", prog_name(argv0));
-}
-
 int main(int argc, char **argv)
 {
-    int port = 6000;
+    long port = 6000;
     const char *backend = NULL;
-
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout, argv[0]);
-            return 0;
-        } else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
-            char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (*end || v < 0 || v > 65535) {
-                usage(stderr, argv[0]);
-                return 2;
-            }
-            port = (int)v;
-        } else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc) {
-            backend = argv[++i];
-        } else {
-            usage(stderr, argv[0]);
-            return 2;
-        }
-    }
+    const ex_opt opts[] = {
+        {"--port", "N", "port to listen on (0: any free one)", EX_LONG, &port, 0, 65535},
+        {"--backend", "NAME", "epoll, poll, select, io_uring, libev or libevent", EX_STR, &backend,
+         0, 0},
+    };
+    int rc = ex_args_parse(argc, argv, "eventlet's echo server: one green task per client.", opts,
+                           EX_COUNT(opts));
+    if (rc >= 0)
+        return rc;
 
     if (backend) {
         int err = gh_use_hub(backend);
@@ -171,16 +149,17 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    listen_fd = gh_listen("0.0.0.0", port, 128);
+    listen_fd = gh_listen("0.0.0.0", (int)port, 128);
     if (listen_fd < 0) {
-        fprintf(stderr, "echo_server: listen on port %d: %s\n", port, gh_strerror(listen_fd));
+        fprintf(stderr, "echo_server: listen on port %ld: %s\n", port, gh_strerror(listen_fd));
         return 1;
     }
     struct sockaddr_in sin;
     socklen_t len = sizeof sin;
     if (getsockname(listen_fd, (struct sockaddr *)&sin, &len) == 0)
         port = ntohs(sin.sin_port);
-    printf("server socket listening on port %d (backend %s)\n", port, gh_hub_backend(gh_get_hub()));
+    printf("server socket listening on port %ld (backend %s)\n", port,
+           gh_hub_backend(gh_get_hub()));
     fflush(stdout);
 
     gh_spawn_n(stopper, NULL);

@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "args.h"
 #include "greenhub.h"
 
 #define MAX_CLIENTS 1024
@@ -134,59 +135,25 @@ static void on_signal(uv_signal_t *s, int signum)
     stop();
 }
 
-static const char *prog_name(const char *argv0)
-{
-    const char *slash = strrchr(argv0, '/');
-    return slash ? slash + 1 : argv0;
-}
-
-static void usage(FILE *out, const char *argv0)
-{
-    fprintf(out, "usage: %s [--port N] [--seconds S] [--backend NAME]\n", prog_name(argv0));
-}
-
-static bool parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
 int main(int argc, char **argv)
 {
     long port = 6001, seconds = 0;
     const char *backend = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout, argv[0]);
-            return 0;
-        } else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
-            if (!parse_long(argv[++i], 0, 65535, &port)) {
-                fprintf(stderr, "%s: --port wants 0..65535, not '%s'\n", prog_name(argv[0]),
-                        argv[i]);
-                return 2;
-            }
-        } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
-            if (!parse_long(argv[++i], 0, 86400, &seconds)) {
-                fprintf(stderr, "%s: --seconds wants 0..86400, not '%s'\n", prog_name(argv[0]),
-                        argv[i]);
-                return 2;
-            }
-        } else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc) {
-            backend = argv[++i];
-        } else {
-            usage(stderr, argv[0]);
-            return 2;
-        }
-    }
+    const ex_opt opts[] = {
+        {"--port", "N", "port to listen on (0: any free one)", EX_LONG, &port, 0, 65535},
+        {"--seconds", "S", "stop after S seconds (0: at SIGINT/SIGTERM)", EX_LONG, &seconds, 0,
+         86400},
+        {"--backend", "NAME", "epoll, poll, select, io_uring, libev or libevent", EX_STR, &backend,
+         0, 0},
+    };
+    int rc = ex_args_parse(argc, argv, "A greenhub echo server inside a libuv loop.", opts,
+                           EX_COUNT(opts));
+    if (rc >= 0)
+        return rc;
     if (backend) {
         int err = gh_use_hub(backend);
         if (err) {
-            fprintf(stderr, "%s: backend %s: %s\n", prog_name(argv[0]), backend, gh_strerror(err));
+            fprintf(stderr, "%s: backend %s: %s\n", ex_prog(argv[0]), backend, gh_strerror(err));
             return 1;
         }
     }
@@ -194,7 +161,7 @@ int main(int argc, char **argv)
 
     listen_fd = gh_listen("127.0.0.1", (int)port, 128);
     if (listen_fd < 0) {
-        fprintf(stderr, "%s: listen: %s\n", prog_name(argv[0]), gh_strerror(listen_fd));
+        fprintf(stderr, "%s: listen: %s\n", ex_prog(argv[0]), gh_strerror(listen_fd));
         return 1;
     }
     struct sockaddr_in sin;
@@ -208,7 +175,7 @@ int main(int argc, char **argv)
     uv_loop_t *loop = uv_default_loop();
     int hub_fd = gh_hub_fd();
     if (hub_fd < 0) {
-        fprintf(stderr, "%s: gh_hub_fd: %s\n", prog_name(argv[0]), gh_strerror(hub_fd));
+        fprintf(stderr, "%s: gh_hub_fd: %s\n", ex_prog(argv[0]), gh_strerror(hub_fd));
         return 1;
     }
     uv_poll_init(loop, &hub_poll, hub_fd);

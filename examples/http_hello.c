@@ -47,6 +47,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "greenhub.h"
 
 #define MAX_FIELDS 100
@@ -535,64 +536,24 @@ static void *hub_stop(void *arg)
 
 /* ---------------------------------------------------------------- main */
 
-/* The program's name as a person typed it, without Bazel's execroot path. */
-static const char *prog_name(const char *argv0)
-{
-    const char *slash = strrchr(argv0, '/');
-    return slash ? slash + 1 : argv0;
-}
-
-static void usage(FILE *out, const char *argv0)
-{
-    fprintf(out,
-            "usage: %s [--threads N] [--port P] [--host ADDR] [--backend NAME]\n"
-            "          [--timeout MS] [--max-header BYTES]\n",
-            prog_name(argv0));
-}
-
-static bool parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || !*s || *end || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
 int main(int argc, char **argv)
 {
     long threads = 1, port = 8080, timeout_ms = 10000, max_header = 8192;
     const char *host = "127.0.0.1", *backend = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout, argv[0]);
-            return 0;
-        }
-        bool ok = v != NULL;
-        if (ok && strcmp(a, "--threads") == 0)
-            ok = parse_long(v, 1, 256, &threads);
-        else if (ok && strcmp(a, "--port") == 0)
-            ok = parse_long(v, 0, 65535, &port);
-        else if (ok && strcmp(a, "--timeout") == 0)
-            ok = parse_long(v, 1, 3600 * 1000, &timeout_ms);
-        else if (ok && strcmp(a, "--max-header") == 0)
-            ok = parse_long(v, 64, 1024 * 1024, &max_header);
-        else if (ok && strcmp(a, "--host") == 0)
-            host = v;
-        else if (ok && strcmp(a, "--backend") == 0)
-            backend = v;
-        else
-            ok = false;
-        if (!ok) {
-            usage(stderr, argv[0]);
-            return 2;
-        }
-        i++;
-    }
+    const ex_opt opts[] = {
+        {"--threads", "N", "hubs, one thread each", EX_LONG, &threads, 1, 256},
+        {"--port", "P", "port to listen on (0: any free one)", EX_LONG, &port, 0, 65535},
+        {"--host", "ADDR", "address to listen on", EX_STR, &host, 0, 0},
+        {"--backend", "NAME", "epoll, poll, select, io_uring, libev or libevent", EX_STR, &backend,
+         0, 0},
+        {"--timeout", "MS", "idle keep-alive timeout", EX_LONG, &timeout_ms, 1, 3600 * 1000},
+        {"--max-header", "BYTES", "longest request head accepted", EX_LONG, &max_header, 64,
+         1024 * 1024},
+    };
+    int status = ex_args_parse(argc, argv, "An HTTP/1.1 keep-alive hello server on the runtime.",
+                               opts, EX_COUNT(opts));
+    if (status >= 0)
+        return status;
     cfg.timeout = timeout_ms * GH_MSEC;
     cfg.max_header = (size_t)max_header;
 

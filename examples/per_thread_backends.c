@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "greenhub.h"
 
 #define NHUBS 6
@@ -117,24 +118,13 @@ static int backend_works(const char *name)
     return err;
 }
 
-/* The program's name as a person typed it, without Bazel's execroot path. */
-static const char *prog_name(const char *argv0)
-{
-    const char *slash = strrchr(argv0, '/');
-    return slash ? slash + 1 : argv0;
-}
-
 int main(int argc, char **argv)
 {
-    /* No options: --help says what this is, anything else is a mistake. */
-    if (argc > 1) {
-        bool help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
-        fprintf(help ? stdout : stderr,
-                "usage: %s\n  per_thread_backends: one hub per thread, each on another backend, "
-                "handing work to each other\n",
-                prog_name(argv[0]));
-        return help ? 0 : 2;
-    }
+    int rc = ex_args_parse(
+        argc, argv, "One hub per thread, each on another backend, handing work to each other.",
+        NULL, 0);
+    if (rc >= 0)
+        return rc; /* no options: --help, or a mistake */
     const char *backends[NHUBS];
     for (int i = 0; i < NHUBS; i++) {
         int err = backend_works(wanted[i]);

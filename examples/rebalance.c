@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "greenhub.h"
 
 #define MAX_HUBS  64
@@ -173,55 +174,22 @@ static void client_task(void *arg)
     gh_close(fd);
 }
 
-static const char *prog_name(const char *argv0)
-{
-    const char *slash = strrchr(argv0, '/');
-    return slash ? slash + 1 : argv0;
-}
-
-static void usage(FILE *out, const char *argv0)
-{
-    fprintf(out, "usage: %s [--threads N] [--port P] [--clients C --seconds S]\n",
-            prog_name(argv0));
-}
-
-static bool parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
 int main(int argc, char **argv)
 {
     long threads = 2, want_port = 6000, clients = 0, seconds = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        bool ok = v != NULL;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout, argv[0]);
-            return 0;
-        } else if (ok && strcmp(a, "--threads") == 0) {
-            ok = parse_long(v, 2, MAX_HUBS, &threads);
-        } else if (ok && strcmp(a, "--port") == 0) {
-            ok = parse_long(v, 0, 65535, &want_port);
-        } else if (ok && strcmp(a, "--clients") == 0) {
-            ok = parse_long(v, 1, 1000, &clients);
-        } else if (ok && strcmp(a, "--seconds") == 0) {
-            ok = parse_long(v, 1, 3600, &seconds);
-        } else {
-            ok = false;
-        }
-        if (!ok) {
-            usage(stderr, argv[0]);
-            return 2;
-        }
-        i++;
-    }
+    const ex_opt opts[] = {
+        {"--threads", "N", "hubs, one thread each", EX_LONG, &threads, 2, MAX_HUBS},
+        {"--port", "P", "port to listen on (0: any free one)", EX_LONG, &want_port, 0, 65535},
+        {"--clients", "C", "drive it with C clients of its own, then exit", EX_LONG, &clients, 1,
+         1000},
+        {"--seconds", "S", "how long those clients run (default 2)", EX_LONG, &seconds, 1, 3600},
+    };
+    int rc = ex_args_parse(argc, argv,
+                           "A multi-core echo server whose balancer moves connections from the "
+                           "busiest hub to the idlest.",
+                           opts, EX_COUNT(opts));
+    if (rc >= 0)
+        return rc;
     if (clients && !seconds)
         seconds = 2;
 

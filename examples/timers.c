@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "args.h"
 #include "greenhub.h"
 
 static int64_t start;
@@ -49,24 +50,14 @@ static void cancel_doomed(void *arg)
            gh_strerror(err));
 }
 
-/* The program's name as a person typed it, without Bazel's execroot path. */
-static const char *prog_name(const char *argv0)
-{
-    const char *slash = strrchr(argv0, '/');
-    return slash ? slash + 1 : argv0;
-}
-
 int main(int argc, char **argv)
 {
-    /* No options: --help says what this is, anything else is a mistake. */
-    if (argc > 1) {
-        bool help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
-        fprintf(help ? stdout : stderr,
-                "usage: %s\n  timers: call_at, call_after and call_repeatedly on this thread's hub "
-                "(GREENHUB_HUB picks the backend)\n",
-                prog_name(argv[0]));
-        return help ? 0 : 2;
-    }
+    int rc = ex_args_parse(argc, argv,
+                           "call_at, call_after and call_repeatedly on this thread's hub "
+                           "(GREENHUB_HUB picks the backend).",
+                           NULL, 0);
+    if (rc >= 0)
+        return rc; /* no options: --help, or a mistake */
     static int ticks;
 
     start = gh_now();
