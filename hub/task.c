@@ -164,13 +164,18 @@ static void task_join_call(gh_hub *h, void *arg)
 static void task_join_cancel(gh_hub *h, void *arg)
 {
     task_join *j = arg;
-    if (task_forward(h, j->t, task_join_cancel, j))
+    if (gh__task_hub(j->t) != h) {
+        /* It moved on: follow it; if its hub is gone, the teardown fired the hook. */
+        if (task_post(j->t, task_join_cancel, j) != 0)
+            task_join_put(j);
         return;
+    }
     if (j->hooked) {
         j->hooked = false;
         gh__task_hook_remove(j->t, &j->hook);
         task_join_put(j);
     }
+    task_join_put(j); /* the joiner's: it handed its reference to this message */
 }
 
 static int task_join_remote(gh_task *t, int64_t timeout_ns)
@@ -199,9 +204,14 @@ static int task_join_remote(gh_task *t, int64_t timeout_ns)
         return 0;
     }
     err = gh__xevent_wait(&j->done, NULL, timeout_ns, "join (another hub)");
-    if (err && task_post(t, task_join_cancel, j) != 0) {
-        /* The hub went meanwhile: its teardown fired the hook (t finished). */
-    }
+    /*
+     * Gave up waiting: the cancel unhooks the record, and takes over our
+     * reference (the hook may fire meanwhile and drop the hub's, so the
+     * record must outlive the message). If the hub went meanwhile, its
+     * teardown fired the hook (t finished).
+     */
+    if (err && task_post(t, task_join_cancel, j) == 0)
+        return err;
     task_join_put(j);
     return err;
 }
@@ -488,11 +498,12 @@ int gh_sleep(int64_t ns)
     if (ns == 0)
         return gh__task_yield(&h->sched);
     int64_t end = gh__deadline(ns);
+    gh_task *self = h->sched.current; /* after the park h may be another thread's (a move) */
     err = gh__task_park(&h->sched, end, NULL, NULL, "sleep");
     if (err != -ETIMEDOUT)
         return err;
     /* Its own end is a sleep's success; a deadline scope's that comes first is not. */
-    int64_t scope = gh__scope_deadline(h->sched.current);
+    int64_t scope = gh__scope_deadline(self);
     return scope >= 0 && (end < 0 || scope < end) ? -ETIMEDOUT : 0;
 }
 

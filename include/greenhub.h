@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "greenhub_backend.h"
@@ -470,6 +471,54 @@ int gh_accept(int lfd, int64_t timeout_ns);
  * Calling thread's hub, from a task.
  */
 int gh_connect(const char *host, int port, int64_t timeout_ns);
+
+/**
+ * A local stream socket listening on @path: a filesystem path (created here;
+ * unlink it yourself when done) or, with a leading '@', a Linux abstract
+ * name (no file). Accept with gh_accept.
+ * @return a non-blocking listening fd; -EINVAL (NULL or empty path),
+ *         -ENAMETOOLONG (longer than sun_path holds), -EADDRINUSE, ...
+ */
+int gh_unix_listen(const char *path, int backlog);
+
+/**
+ * Connect to a local stream socket (@path as for gh_unix_listen). A full
+ * backlog is waited out (retried within @timeout_ns), not refused.
+ * @return a non-blocking connected fd; -ENOENT (no such path),
+ *         -ECONNREFUSED (nobody listens: an abstract name, a stale file),
+ *         -ETIMEDOUT, -ECANCELED, -EINVAL, -ENAMETOOLONG.
+ * Calling thread's hub, from a task.
+ */
+int gh_unix_connect(const char *path, int64_t timeout_ns);
+
+/**
+ * A UDP socket bound to @host:@port (an IP literal, "localhost", NULL or ""
+ * for every address; port 0 picks a free one). Non-blocking, close-on-exec.
+ * @return the fd, or a negative errno (-EINVAL for a bad address, -EADDRINUSE).
+ */
+int gh_udp_bind(const char *host, int port);
+
+/**
+ * recvfrom(2) green: wait for one datagram (or, on a stream socket, at least
+ * one byte). @from / @fromlen as recvfrom's (both NULL, or both set: *@fromlen
+ * in, the address's length out).
+ * @return its length (a datagram longer than @n is cut, as recvfrom does;
+ *         MSG_TRUNC in @flags returns the real length), or a negative errno
+ *         (-ETIMEDOUT, -ECANCELED, -EBADF when gh_close'd, -EINVAL).
+ * Calling thread's hub, from a task.
+ */
+ssize_t gh_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from,
+                    socklen_t *fromlen, int64_t timeout_ns);
+
+/**
+ * sendto(2) green: wait while the socket's send buffer is full (MSG_NOSIGNAL
+ * is added). @to NULL with @tolen 0 for a connected socket.
+ * @return bytes sent (a datagram goes whole or not at all), or a negative
+ *         errno (-ETIMEDOUT, -ECANCELED, -EMSGSIZE, -ECONNREFUSED, -EINVAL, ...).
+ * Calling thread's hub, from a task.
+ */
+ssize_t gh_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to,
+                  socklen_t tolen, int64_t timeout_ns);
 
 /**
  * Read up to @n bytes, waiting until at least one byte or EOF is there.

@@ -196,8 +196,10 @@ static void many_joiner(void *arg)
 {
     many *m = arg;
     for (int i = 0; i < MANY; i++) {
-        if (gh_join(m->tasks[i], 10 * GH_SEC) != 0)
-            atomic_fetch_add(&m->bad, 1);
+        /* Generous: under TSan on a loaded 2-core box, 2000 first fiber starts take seconds. */
+        int err = gh_join(m->tasks[i], 60 * GH_SEC);
+        if (err != 0 && atomic_fetch_add(&m->bad, 1) == 0)
+            fprintf(stderr, "join %d: %s\n", i, gh_strerror(err));
         gh_task_release(m->tasks[i]);
         atomic_fetch_add(&m->joined, 1);
     }
@@ -213,7 +215,7 @@ static void test_xhub_many_joined_from_other_hub(void **state)
         assert_non_null(m.tasks[i]);
     }
     assert_int_equal(gh_spawn_on(gh_runtime_hub(rt, 1), many_joiner, &m), 0);
-    assert_true(wait_at_least(&m.joined, MANY, 30 * GH_SEC));
+    assert_true(wait_at_least(&m.joined, MANY, 120 * GH_SEC));
     assert_int_equal(atomic_load(&m.bad), 0);
     assert_int_equal(atomic_load(&m.p.runs), MANY);
     assert_int_equal(gh_runtime_stop(rt, 5 * GH_SEC), 0);
