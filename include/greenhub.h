@@ -900,6 +900,32 @@ int gh_xevent_wait(gh_xevent *ev, void **value, int64_t timeout_ns);
 /** Clear a set event. @return 0. Any thread. */
 int gh_xevent_reset(gh_xevent *ev);
 
+/* ------------------------------------------------------------------------- the first of several */
+
+/* What gh_wait_any can wait for. */
+enum {
+    GH_WAIT_TASK = 1, /* obj is a gh_task * (any hub's): it finished */
+    GH_WAIT_EVENT,    /* obj is a gh_event * (this hub's): it is set */
+    GH_WAIT_XEVENT,   /* obj is a gh_xevent *: it is set */
+    GH_WAIT_CHAN,     /* obj is a gh_chan *: a receive would not wait (an item, a sender, closed) */
+};
+
+typedef struct gh_waitable {
+    int kind; /* GH_WAIT_* */
+    void *obj;
+} gh_waitable;
+
+/**
+ * Wait until the first of @n items is ready (gevent's wait, Go's select over
+ * receives). Nothing is consumed: join, wait or receive with timeout 0
+ * afterwards. Of several ready at once, the lowest index is returned.
+ * @return the index of a ready item; -ETIMEDOUT; -ECANCELED if killed;
+ *         -EINVAL (NULL, @n 0 or above 64, an unknown kind, a NULL object);
+ *         -EPERM from a callback; an item's own wait error (-EINVAL for an
+ *         event of another hub). A task; a plain thread gets a hub.
+ */
+int gh_wait_any(const gh_waitable *items, size_t n, int64_t timeout_ns);
+
 /* --------------------------------------------------------------------------------- many threads */
 
 /*

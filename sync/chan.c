@@ -36,6 +36,7 @@
 #include "hub/hub.h"
 #include "sched/list.h"
 #include "sched/ring.h"
+#include "sync/sync.h"
 
 enum { CN_WAITING, CN_DONE, CN_CLOSED, CN_LEFT };
 
@@ -56,8 +57,9 @@ struct gh_chan {
     pthread_mutex_t lock;
     gh_ring ring;
     bool closed;
-    gh__list recvq; /* chan_nodes of receivers waiting: the ring is empty */
-    gh__list sendq; /* chan_nodes of senders waiting: the ring is full */
+    gh__list recvq;  /* chan_nodes of receivers waiting: the ring is empty */
+    gh__list sendq;  /* chan_nodes of senders waiting: the ring is full */
+    gh__list readyq; /* chan_nodes of gh_wait_any: told when a receive could succeed */
 };
 
 static pthread_condattr_t chan_condattr;
@@ -109,6 +111,14 @@ static void chan_finish(chan_node *n, int state)
     gh__msg *m = n->msg;
     uint32_t seq = n->seq;
     gh__post_wake_msg(h, m, t, seq, 0);
+}
+
+/* A receive could succeed now (an item, a waiting sender, the close): tell gh_wait_any. */
+static void chan_tell_ready(gh_chan *c)
+{
+    chan_node *n;
+    while ((n = chan_list_first(&c->readyq)))
+        chan_finish(n, CN_DONE);
 }
 
 /* Timeout or kill of a task waiter: detach its node unless a waker got there first. */
@@ -218,7 +228,8 @@ int gh_chan_free(gh_chan *c)
     if (!c)
         return -EINVAL;
     pthread_mutex_lock(&c->lock);
-    bool busy = !gh__list_empty(&c->recvq) || !gh__list_empty(&c->sendq);
+    bool busy =
+        !gh__list_empty(&c->recvq) || !gh__list_empty(&c->sendq) || !gh__list_empty(&c->readyq);
     pthread_mutex_unlock(&c->lock);
     if (busy)
         return -EBUSY;
@@ -247,6 +258,8 @@ int gh_chan_send(gh_chan *c, void *item, int64_t timeout_ns)
     }
     if (!gh__ring_full(&c->ring)) {
         gh__ring_push(&c->ring, item);
+        if (__builtin_expect(!gh__list_empty(&c->readyq), 0))
+            chan_tell_ready(c);
         pthread_mutex_unlock(&c->lock);
         return 0;
     }
@@ -256,6 +269,8 @@ int gh_chan_send(gh_chan *c, void *item, int64_t timeout_ns)
         err = -EAGAIN;
     if (!err) {
         chan_node n = {.item = item};
+        if (__builtin_expect(!gh__list_empty(&c->readyq), 0))
+            chan_tell_ready(c); /* unbuffered: a waiting sender is a receive ready to happen */
         err = chan_wait(c, h, &c->sendq, &n, timeout_ns);
     }
     pthread_mutex_unlock(&c->lock);
@@ -320,6 +335,7 @@ int gh_chan_close(gh_chan *c)
     /* Senders keep their items: their send fails with -EPIPE. */
     while ((n = chan_list_first(&c->sendq)))
         chan_finish(n, CN_CLOSED);
+    chan_tell_ready(c); /* a receive returns at once now (-EPIPE) */
     pthread_mutex_unlock(&c->lock);
     return 0;
 }
@@ -332,4 +348,32 @@ size_t gh_chan_len(gh_chan *c)
     size_t n = gh__ring_len(&c->ring);
     pthread_mutex_unlock(&c->lock);
     return n;
+}
+
+/* --------------------------------------------------------- gh_wait_any */
+
+bool gh__chan_ready(gh_chan *c)
+{
+    pthread_mutex_lock(&c->lock);
+    bool ready = !gh__ring_empty(&c->ring) || !gh__list_empty(&c->sendq) || c->closed;
+    pthread_mutex_unlock(&c->lock);
+    return ready;
+}
+
+int gh__chan_wait_ready(gh_chan *c, int64_t timeout_ns)
+{
+    pthread_mutex_lock(&c->lock);
+    int err = 0;
+    if (gh__ring_empty(&c->ring) && gh__list_empty(&c->sendq) && !c->closed) {
+        gh_hub *h;
+        err = gh__caller_can_block(&h);
+        if (!err) {
+            chan_node n = {0};
+            err = chan_wait(c, h, &c->readyq, &n, timeout_ns);
+            if (err == -EPIPE)
+                err = 0; /* closed: a receive would return at once */
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return err;
 }
