@@ -16,8 +16,10 @@ greenhub repository whichever workspace calls the macro.
 
 Both macros link cmocka (Debian's libcmocka-dev) and, unless `lib` says
 otherwise, //:greenhub. Any other cc_test attribute (size, timeout, tags,
-data, local_defines, ...) passes through; `copts` are added after the shared
-GH_COPTS.
+data, local_defines, ...) passes through. `copts` are added after
+`-std=c11 -D_GNU_SOURCE` in a consumer's workspace, and after greenhub's
+strict GH_COPTS (-Werror included) in greenhub's own. A backend name that
+greenhub does not have fails at load time.
 """
 
 load("//bazel:copts.bzl", "GH_COPTS")
@@ -27,12 +29,17 @@ GH_BACKENDS = ["epoll", "poll", "select", "io_uring", "libev", "libevent"]
 
 _GREENHUB = Label("//:greenhub")
 
+# greenhub's own tests build with its strict flags (-Wall -Wextra -Werror); a
+# consumer's tests get only what the API needs, and their own copts.
+_OWN_WORKSPACE = _GREENHUB.workspace_name == ""
+_CONSUMER_COPTS = ["-std=c11", "-D_GNU_SOURCE"]
+
 def _test_kwargs(deps, lib, copts, linkopts):
     all_deps = list(deps)
     if lib != None:
         all_deps.append(lib)
     return dict(
-        copts = GH_COPTS + copts,
+        copts = (GH_COPTS if _OWN_WORKSPACE else _CONSUMER_COPTS) + copts,
         deps = all_deps,
         linkopts = linkopts + ["-lcmocka"],
     )
@@ -92,6 +99,10 @@ def greenhub_backend_test(
       env: extra environment for every test; GREENHUB_HUB is set here.
       **kwargs: any other cc_test attribute.
     """
+    for backend in backends:
+        if backend not in GH_BACKENDS:
+            fail("greenhub_backend_test %s: unknown backend \"%s\" (greenhub has %s)" %
+                 (name, backend, ", ".join(GH_BACKENDS)))
     tests = []
     for backend in backends:
         test_name = "%s_%s" % (name, backend)
