@@ -11,7 +11,8 @@
  *   telnet localhost 6000
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* pipe2; built outside Bazel too (README, "Use greenhub from your project") */
+#define _GNU_SOURCE  /* pipe2; built outside Bazel too (README, "Use greenhub from your project")  \
+                      */
 #endif
 #include <arpa/inet.h>
 #include <errno.h>
