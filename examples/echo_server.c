@@ -10,9 +10,9 @@
  *   ./echo_server [--port N] [--backend epoll|poll|select|io_uring|libev|libevent]
  *   telnet localhost 6000
  */
+/* pipe2; this file is also built outside Bazel (README, "Use greenhub from your project"). */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE  /* pipe2; built outside Bazel too (README, "Use greenhub from your project")  \
-                      */
+#define _GNU_SOURCE
 #endif
 #include <arpa/inet.h>
 #include <errno.h>
