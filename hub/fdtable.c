@@ -144,3 +144,36 @@ int gh__hubs_call(uint64_t mask, const gh_hub *self, void (*call)(gh_hub *, void
     pthread_mutex_unlock(&reg_lock);
     return n;
 }
+
+int gh__hub_post_if_alive(gh_hub *h, void (*call)(gh_hub *, void *), void *arg)
+{
+    int err = -ESHUTDOWN;
+    pthread_mutex_lock(&reg_lock);
+    /* By address, never through @h: it may have been freed. */
+    for (uint32_t id = 0; id < reg_cap; id++) {
+        if (reg_hubs[id] == h) {
+            gh__msg *m = gh__msg_alloc_retry();
+            err = gh__post_call_msg(h, m, call, arg);
+            if (err)
+                gh__msg_free(m);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&reg_lock);
+    return err;
+}
+
+bool gh__hub_alive(const gh_hub *h)
+{
+    bool alive = false;
+    pthread_mutex_lock(&reg_lock);
+    for (uint32_t id = 0; id < reg_cap; id++) {
+        if (reg_hubs[id] == h) {
+            /* Registered: not freed while we hold the lock, so safe to read. */
+            alive = !gh__inbox_closed((gh__inbox *)&h->inbox);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&reg_lock);
+    return alive;
+}

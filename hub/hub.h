@@ -166,6 +166,14 @@ void gh__watchdog_after_fork(void);
 /* In a forked child: only @keep (the forking thread's hub, or NULL) is left. */
 void gh__fdtable_after_fork(gh_hub *keep);
 
+/*
+ * Post call(h, arg) to @h as a control message if @h is a registered hub
+ * (looked up by address: @h may be a dangling pointer to a freed one).
+ * 0, or -ESHUTDOWN when it is gone, freed or a tombstone. Any thread.
+ */
+int gh__hub_post_if_alive(gh_hub *h, void (*call)(gh_hub *, void *), void *arg);
+/* @h is a registered hub (by address, as above) that still takes handoffs: not stopping. */
+bool gh__hub_alive(const gh_hub *h);
 /* Give @h the lowest free id; -ENOMEM. */
 int gh__hub_register(gh_hub *h);
 /* No message reaches @h through the registry from now on. */

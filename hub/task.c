@@ -248,10 +248,8 @@ void gh__task_depart_to(gh_task *t, void *hub)
     h->migrate_to = NULL;
     /* From here on, messages for t go to its new hub; this hub no longer touches it. */
     atomic_store_explicit(&t->sched, &to->sched, memory_order_release);
-    gh__msg *m = gh__msg_alloc_retry();
-    if (gh__post_call_msg(to, m, task_adopt_call, t) != 0) {
-        /* The target went away meanwhile: stay here. */
-        gh__msg_free(m);
+    if (gh__hub_post_if_alive(to, task_adopt_call, t) != 0) {
+        /* The target went away meanwhile (perhaps freed): stay here. */
         atomic_store_explicit(&t->sched, &h->sched, memory_order_release);
         gh__task_adopt(&h->sched, t, -ESHUTDOWN);
     }
@@ -331,9 +329,8 @@ static void task_move_call(gh_hub *h, void *arg)
         return;
     }
     atomic_store_explicit(&t->sched, &mv->to->sched, memory_order_release);
-    gh__msg *m = gh__msg_alloc_retry();
-    if (gh__post_call_msg(mv->to, m, task_attach_call, mv) != 0) {
-        gh__msg_free(m); /* the target went away meanwhile: it stays here */
+    if (gh__hub_post_if_alive(mv->to, task_attach_call, mv) != 0) {
+        /* The target went away meanwhile (perhaps freed): it stays here. */
         atomic_store_explicit(&t->sched, &h->sched, memory_order_release);
         gh__task_attach(&h->sched, t, &mv->ms);
         task_attach_fd(h, mv);
@@ -350,7 +347,7 @@ int gh_task_move(gh_task *t, gh_hub *target)
     gh_hub *h = gh__tls_hub;
     if (h && t == h->sched.current)
         return gh_migrate(target); /* the caller itself */
-    if (gh__inbox_closed(&target->inbox) || atomic_load(&target->gone))
+    if (!gh__hub_alive(target))    /* freed, gone or stopping: looked up without touching it */
         return -ESHUTDOWN;
     gh_hub *dummy;
     int err = gh__caller_can_block(&dummy);
@@ -393,7 +390,7 @@ int gh_migrate(gh_hub *target)
         return -EPERM; /* the root is the thread's own stack: it cannot leave */
     if (target == h)
         return 0;
-    if (gh__inbox_closed(&target->inbox) || atomic_load(&target->gone))
+    if (!gh__hub_alive(target)) /* freed, gone or stopping: looked up without touching it */
         return -ESHUTDOWN;
     gh_task *t = h->sched.current;
     /* A wake-up already posted to this hub for t must find it here. */

@@ -717,6 +717,48 @@ static void test_xhub_stop_while_moving(void **state)
     gh_runtime_destroy(rt);
 }
 
+/* A hub whose thread ended (and freed it): moving to it is -ESHUTDOWN, never a use after free. */
+static void *short_lived_hub(void *arg)
+{
+    *(gh_hub **)arg = gh_get_hub();
+    return NULL;
+}
+
+static int migrate_result;
+static void migrate_to_dead(void *arg)
+{
+    migrate_result = gh_migrate(arg);
+}
+
+static void sleep_long(void *arg)
+{
+    (void)arg;
+    gh_sleep(10 * GH_SEC);
+}
+
+static void test_xhub_move_to_freed_hub(void **state)
+{
+    gh_hub *dead = NULL;
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, short_lived_hub, &dead), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_non_null(dead); /* freed now: only its address is left */
+    gh_task *t = gh_spawn(sleep_long, NULL);
+    assert_non_null(t);
+    assert_int_equal(gh_sleep(GH_MSEC), 0);
+    assert_int_equal(gh_task_move(t, dead), -ESHUTDOWN);
+    assert_ptr_equal(gh_task_hub(t), gh_get_hub());
+    migrate_result = 1;
+    gh_task *m = gh_spawn(migrate_to_dead, dead);
+    assert_int_equal(gh_join(m, GH_SEC), 0);
+    assert_int_equal(migrate_result, -ESHUTDOWN);
+    gh_task_release(m);
+    assert_int_equal(gh_kill(t), 0);
+    assert_int_equal(gh_join(t, GH_SEC), 0);
+    gh_task_release(t);
+    assert_int_equal(gh_hub_close(), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -736,6 +778,7 @@ int main(void)
         cmocka_unit_test(test_xhub_move_forever_sleeper_then_kill),
         cmocka_unit_test(test_xhub_stop_while_moving),
         cmocka_unit_test(test_xhub_move_reader_while_streaming),
+        cmocka_unit_test(test_xhub_move_to_freed_hub),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
