@@ -4,7 +4,9 @@
 # One static archive from the layers' archives: the position-independent
 # ones among INPUT (.pic.a, or .pic.lo for an alwayslink library): Debian's
 # gcc links PIE executables, which cannot take non-PIC objects. A
-# cc_library's outputs also hold its .so and non-PIC archive, skipped.
+# cc_library's outputs also hold its .so and non-PIC archive, skipped. In
+# dbg and fastbuild modes Bazel builds only PIC objects and names their
+# archive .a / .lo: then those are the ones.
 # Objects are renamed LAYER_N_NAME.o: two layers may both have a task.o, and
 # one archive may hold two members of one name.
 set -euo pipefail
@@ -12,13 +14,20 @@ out=$1
 shift
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+want_pic=0
+for a in "$@"; do
+    case $a in *.pic.a | *.pic.lo) want_pic=1 ;; esac
+done
 for a in "$@"; do
     case $a in
     *.pic.a | *.pic.lo) ;;
+    *.a | *.lo) [ "$want_pic" = 0 ] || continue ;;
     *) continue ;;
     esac
     layer=$(basename "$a")
     layer=${layer%.pic.*}
+    layer=${layer%.a}
+    layer=${layer%.lo}
     layer=${layer#lib}
     mkdir "$work/$layer"
     abs=$(cd "$(dirname "$a")" && pwd)/$(basename "$a")
