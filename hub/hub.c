@@ -178,6 +178,7 @@ gh_hub *gh__hub_new(const gh_backend_ops *ops, size_t stack_size, int *errp)
     gh__sched_init(&h->sched, stack_size);
     h->sched.depart = gh__task_depart_to;
     h->sched.depart_arg = h;
+    h->sched.move_now = gh__task_move_now;
     h->born = gh_now();
     h->sched.now = h->born;
     err = gh__hub_register(h);

@@ -65,9 +65,11 @@ typedef struct gh__hub_stats_atomic {
 } gh__hub_stats_atomic;
 
 struct gh_hub {
-    gh__sched sched;             /* first: a task's sched pointer is its hub's address */
-    uint32_t id;                 /* process-wide, reused after the hub is freed (fdtable.c) */
-    uint32_t xwaiters;           /* tasks blocked on other threads */
+    gh__sched sched; /* first: a task's sched pointer is its hub's address */
+    uint32_t id;     /* process-wide, reused after the hub is freed (fdtable.c) */
+    /* Tasks blocked on other threads; atomic: one that moved while it waited ends its count here
+     * from its new thread. */
+    _Atomic uint32_t xwaiters;
     gh_hub *migrate_to;          /* where the departing task goes (gh_migrate, task.c) */
     bool in_run;                 /* the root is inside gh_hub_run */
     atomic_bool break_requested; /* gh_hub_break: the current or next gh_hub_run returns -EINTR */
@@ -132,6 +134,8 @@ static inline gh_hub *gh__task_hub(const gh_task *t)
 
 /* MAINLOOP's half of gh_migrate: hand the departed task @t to h->migrate_to (task.c). */
 void gh__task_depart_to(gh_task *t, void *hub);
+/* A task woken from a wait it was moved in leaves for t->move_to (task.c). */
+void gh__task_move_now(gh__sched *s, gh_task *t);
 
 /* The calling thread's hub, or NULL; gh__hub() creates it (NULL + errno on failure). */
 #define gh__tls_hub (gh__self.hub)

@@ -324,6 +324,19 @@ static void task_move_call(gh_hub *h, void *arg)
             (h->fds[fd].reader == t ? GH_READ : 0) | (h->fds[fd].writer == t ? GH_WRITE : 0);
     }
     int err = gh__task_detach(&h->sched, t, &mv->ms);
+    if (err == -EBUSY && !t->is_root && t != h->sched.current &&
+        (t->state == GH__TASK_BLOCKED || t->state == GH__TASK_READY)) {
+        /*
+         * It waits on something of this hub's (an event, a channel, a join...),
+         * or was just woken from it: it stays on it here, where its waker is
+         * and its deadline stays, and leaves once woken, before its wait
+         * returns (gh__task_move_now): never early, never lost. A pinned
+         * one (gh_pool_spawn's wait) goes after a later wait.
+         */
+        t->move_to = mv->to;
+        task_move_answer(mv, 0);
+        return;
+    }
     if (err) {
         task_move_answer(mv, err);
         return;
@@ -374,6 +387,21 @@ int gh_task_move(gh_task *t, gh_hub *target)
         err = mv->result;
     task_move_put(mv);
     return err;
+}
+
+void gh__task_move_now(gh__sched *s, gh_task *t)
+{
+    if (t->pinned)
+        return; /* its caller still needs this hub: it goes at a later wait */
+    gh_hub *h = (gh_hub *)s, *to = t->move_to;
+    t->move_to = NULL;
+    if (to == h)
+        return;
+    /* A wake-up already posted to this hub for t must find it here. */
+    while (t->xwakes_inflight)
+        gh__task_yield(s);
+    h->migrate_to = to;
+    gh__task_depart(s); /* -ESHUTDOWN when `to` went meanwhile: it stays here */
 }
 
 int gh_migrate(gh_hub *target)

@@ -214,11 +214,15 @@ int gh_migrate(gh_hub *target);
  * never early, never lost. The calling task moves itself (as gh_migrate).
  * The caller waits (green, or blocking a plain thread) until @t's hub has
  * let it go and @target has it: then gh_task_hub(t) is @target. A task
- * waiting on anything else (an event, a join, a channel, a call) cannot
- * move yet: -EBUSY (so can one with a wake-up on its way: try again).
- * If @target has a task waiting on the same fd and direction already, the
- * moved task wakes with -EBUSY there (one waiter per direction per hub).
- * @return 0; -EBUSY; -ENOENT if it finished; -ESHUTDOWN if @target is
+ * waiting on anything else (an event, a semaphore, a queue, a join, a
+ * channel, a signal, gh_wait_any), or just woken from it, is accepted at
+ * once (0) but stays on that wait, where its waker is, with its deadline:
+ * once woken it leaves, and its wait returns on @target (gh_task_hub(t)
+ * names the old hub until then). One in gh_pool_spawn's wait for a slot
+ * moves after its next wait. If @target has a task waiting on the same fd and
+ * direction already, the moved task wakes with -EBUSY there (one waiter per
+ * direction per hub).
+ * @return 0; -EBUSY for a hub's root task; -ENOENT if it finished; -ESHUTDOWN if @target is
  *         stopping or gone; -ECANCELED if the caller was killed while
  *         waiting (the move may still happen); -EINVAL. Any thread.
  */

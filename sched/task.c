@@ -115,7 +115,7 @@ static void task_unlink_all(gh__sched *s, gh_task *t)
  */
 static void task_init_fields(gh__sched *s, gh_task *t)
 {
-    _Static_assert(sizeof(gh_task) == sizeof(gh__ctx) + 272,
+    _Static_assert(sizeof(gh_task) == sizeof(gh__ctx) + 288,
                    "a field was added to gh_task: initialise it here");
     atomic_store_explicit(&t->sched, s, memory_order_relaxed);
     t->rq_next = NULL;
@@ -152,6 +152,8 @@ static void task_init_fields(gh__sched *s, gh_task *t)
     t->san_size = 0;
     t->tsan_fiber = NULL;
     t->scopes = NULL;
+    t->move_to = NULL;
+    t->pinned = 0;
 }
 
 gh_task *gh__task_new_detached(gh__sched *s, void (*fn)(void *), void *arg, bool handle)
@@ -500,7 +502,11 @@ int gh__task_park(gh__sched *s, int64_t deadline, void (*unlink)(gh_task *), voi
     int64_t scope = gh__scope_deadline(t);
     if (scope >= 0 && (deadline < 0 || scope < deadline))
         deadline = scope;
-    return gh__task_park_uncapped(s, deadline, unlink, obj, what);
+    int result = gh__task_park_uncapped(s, deadline, unlink, obj, what);
+    /* Moved while it waited on something of this hub's: it leaves now, woken (hub/task.c). */
+    if (__builtin_expect(t->move_to != NULL, 0))
+        s->move_now(s, t);
+    return result;
 }
 
 int gh__task_park_uncapped(gh__sched *s, int64_t deadline, void (*unlink)(gh_task *), void *obj,

@@ -88,6 +88,8 @@ struct gh_task {
     size_t san_size;
     void *tsan_fiber;
     struct gh__scopes *scopes; /* its deadline scopes (gh_deadline_push), or NULL: never had one */
+    void *move_to;             /* a gh_task_move accepted while it waited: where it goes (hub) */
+    uint32_t pinned;           /* > 0: its caller keeps hub state across a wait; it cannot move */
 };
 
 /*
@@ -140,6 +142,8 @@ typedef struct gh__sched {
     atomic_bool kill_all; /* new tasks start cancelled (a runtime stop past its drain timeout) */
     gh_task *departing;   /* a task leaving for another scheduler (gh__task_depart) */
     void (*depart)(gh_task *t, void *arg); /* MAINLOOP hands it over (the hub's) */
+    /* A woken task with t->move_to set leaves, before its wait returns (the hub's). */
+    void (*move_now)(struct gh__sched *s, gh_task *t);
     void *depart_arg;
     void (*main_loop)(void *); /* what MAINLOOP runs: the hub's loop */
     void *main_arg;

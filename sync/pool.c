@@ -129,10 +129,13 @@ int gh_pool_spawn(gh_pool *p, void (*fn)(void *), void *arg, gh_task **out, int6
         if (!err && timeout_ns == 0)
             err = -ETIMEDOUT;
         if (!err) {
-            gh__waitq_push(&p->spawners, h->sched.current);
+            gh_task *self = h->sched.current;
+            gh__waitq_push(&p->spawners, self);
             p->waiting++;
+            self->pinned++; /* the pool is this hub's: it spawns here after the wait */
             err = gh__task_park(&h->sched, gh__deadline(timeout_ns), pool_unlink_spawner, p,
                                 "pool slot");
+            self->pinned--;
             p->waiting--;
         }
         if (err) {

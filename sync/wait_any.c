@@ -151,8 +151,15 @@ int gh_wait_any(const gh_waitable *items, size_t n, int64_t timeout_ns)
             return first;
         if (timeout_ns == 0)
             return -ETIMEDOUT;
-        /* Helpers run on this hub, and the caller cannot move while it waits on an event. */
+        /* Helpers run on this hub: the caller stays here until they are gone (a move waits). */
+        gh_task *self = h->sched.current;
+        self->pinned++;
         err = wait_round(h, items, n, deadline);
+        self->pinned--;
+        if (self->move_to && !self->pinned) {
+            gh__task_move_now(&h->sched, self); /* a move accepted meanwhile: now it can go */
+            h = gh__tls_hub;                    /* and it may run elsewhere from here on */
+        }
         if (err)
             return err;
         /* Ready, but another task may have taken it meanwhile (a channel's item): look again. */

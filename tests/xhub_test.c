@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -643,13 +644,15 @@ static void test_xhub_move_forever_sleeper_then_kill(void **state)
     assert_ptr_equal(w.woke_on, b);
     gh_task_release(r);
 
-    /* A task waiting on an event (hub-local) cannot move. */
+    /* A task waiting on an event (hub-local): accepted, it moves once the kill wakes it. */
     gh_task *e = gh_spawn_task_on(a, event_waiter_task, NULL);
     assert_non_null(e);
     sleep_ns(20 * GH_MSEC);
-    assert_int_equal(gh_task_move(e, b), -EBUSY);
+    assert_int_equal(gh_task_move(e, b), 0);
+    assert_ptr_equal(gh_task_hub(e), a); /* still waiting there */
     assert_int_equal(gh_kill(e), 0);
     assert_int_equal(gh_join(e, 5 * GH_SEC), 0);
+    assert_ptr_equal(gh_task_hub(e), b);
     gh_task_release(e);
     gh_close(p[0]);
     close(p[1]);
@@ -759,6 +762,189 @@ static void test_xhub_move_to_freed_hub(void **state)
     assert_int_equal(gh_hub_close(), 0);
 }
 
+/*
+ * Moving a task that waits on something of its hub's (an event, a channel):
+ * gh_task_move accepts at once; the task stays on the wait where its waker
+ * is, and once woken it leaves and its wait returns on the target. A timeout
+ * keeps its deadline, a kill still ends it.
+ */
+typedef struct local_waiter {
+    gh_event *ev;
+    gh_chan *ch;
+    int64_t timeout;
+    int result;
+    int64_t waited;
+    gh_hub *ran_on;  /* the hub its wait returned on */
+    int after_sleep; /* a further wait there works */
+} local_waiter;
+
+static void local_wait_task(void *arg)
+{
+    local_waiter *w = arg;
+    int64_t t0 = gh_now();
+    if (w->ev) {
+        w->result = gh_event_wait(w->ev, NULL, w->timeout);
+    } else {
+        void *item;
+        w->result = gh_chan_recv(w->ch, &item, w->timeout);
+    }
+    w->waited = gh_now() - t0;
+    w->ran_on = gh_get_hub();
+    w->after_sleep = gh_sleep(GH_MSEC);
+}
+
+static void test_xhub_move_local_waiters(void **state)
+{
+    gh_runtime *rt = rt_start(1);
+    gh_hub *target = gh_runtime_hub(rt, 0), *here = gh_get_hub();
+    gh_event ev;
+    assert_int_equal(gh_event_init(&ev), 0);
+    gh_chan *ch = gh_chan_new(1);
+
+    /* An event waiter: moved, then woken by the set here. */
+    local_waiter a = {.ev = &ev, .timeout = GH_FOREVER};
+    gh_task *ta = gh_spawn_task_on(here, local_wait_task, &a);
+    assert_int_equal(gh_sleep(5 * GH_MSEC), 0);
+    assert_int_equal(gh_task_move(ta, target), 0);
+    assert_ptr_equal(gh_task_hub(ta), here); /* still waiting here */
+    assert_int_equal(gh_event_set(&ev, NULL), 0);
+    assert_int_equal(gh_join(ta, 5 * GH_SEC), 0);
+    assert_int_equal(a.result, 0);
+    assert_ptr_equal(a.ran_on, target);
+    assert_int_equal(a.after_sleep, 0);
+    gh_task_release(ta);
+    assert_int_equal(gh_event_reset(&ev), 0);
+
+    /* A channel receiver: moved, then fed from here. */
+    local_waiter b = {.ch = ch, .timeout = GH_FOREVER};
+    gh_task *tb = gh_spawn(local_wait_task, &b);
+    assert_int_equal(gh_sleep(5 * GH_MSEC), 0);
+    assert_int_equal(gh_task_move(tb, target), 0);
+    assert_int_equal(gh_chan_send(ch, &b, GH_SEC), 0);
+    assert_int_equal(gh_join(tb, 5 * GH_SEC), 0);
+    assert_int_equal(b.result, 0);
+    assert_ptr_equal(b.ran_on, target);
+    gh_task_release(tb);
+
+    /* A timed wait keeps its deadline: never early. */
+    local_waiter c = {.ev = &ev, .timeout = 60 * GH_MSEC};
+    gh_task *tc = gh_spawn(local_wait_task, &c);
+    assert_int_equal(gh_sleep(5 * GH_MSEC), 0);
+    assert_int_equal(gh_task_move(tc, target), 0);
+    assert_int_equal(gh_join(tc, 5 * GH_SEC), 0);
+    assert_int_equal(c.result, -ETIMEDOUT);
+    assert_true(c.waited >= 60 * GH_MSEC);
+    assert_ptr_equal(c.ran_on, target);
+    gh_task_release(tc);
+
+    /* A kill during the pending move still ends the wait; the task ends on the target. */
+    local_waiter d = {.ev = &ev, .timeout = GH_FOREVER};
+    gh_task *td = gh_spawn(local_wait_task, &d);
+    assert_int_equal(gh_sleep(5 * GH_MSEC), 0);
+    assert_int_equal(gh_task_move(td, target), 0);
+    assert_int_equal(gh_kill(td), 0);
+    assert_int_equal(gh_join(td, 5 * GH_SEC), 0);
+    assert_int_equal(d.result, -ECANCELED);
+    assert_ptr_equal(d.ran_on, target);
+    gh_task_release(td);
+
+    assert_int_equal(gh_runtime_stop(rt, 5 * GH_SEC), 0);
+    gh_runtime_destroy(rt);
+    assert_int_equal(gh_chan_free(ch), 0);
+    assert_int_equal(gh_event_destroy(&ev), 0);
+    assert_int_equal(gh_hub_close(), 0);
+}
+
+/*
+ * Pending moves under load: 8 tasks receive from one channel with short
+ * timeouts while a plain thread sends 20,000 numbered items and another
+ * moves the receivers between two hubs as fast as it can. Every item is
+ * received exactly once, and every move is accepted or refused cleanly.
+ */
+#define CHAN_RECEIVERS 8
+#define CHAN_ITEMS     20000
+
+typedef struct chan_moves {
+    gh_chan *ch;
+    gh_hub *hubs[2];
+    gh_task *tasks[CHAN_RECEIVERS];
+    atomic_uchar seen[CHAN_ITEMS];
+    atomic_int received, dup, stop, hops;
+} chan_moves;
+
+static void chan_mover_receiver(void *arg)
+{
+    chan_moves *cm = arg;
+    gh_hub *last = gh_get_hub();
+    for (;;) {
+        void *item;
+        int err = gh_chan_recv(cm->ch, &item, 2 * GH_MSEC);
+        if (gh_get_hub() != last) {
+            last = gh_get_hub();
+            atomic_fetch_add(&cm->hops, 1);
+        }
+        if (err == -EPIPE)
+            return;
+        if (err == -ETIMEDOUT)
+            continue;
+        assert_int_equal(err, 0);
+        uintptr_t i = (uintptr_t)item - 1;
+        if (atomic_fetch_add(&cm->seen[i], 1) != 0)
+            atomic_fetch_add(&cm->dup, 1);
+        atomic_fetch_add(&cm->received, 1);
+    }
+}
+
+static void *chan_mover_thread(void *arg)
+{
+    chan_moves *cm = arg;
+    unsigned n = 0;
+    while (!atomic_load(&cm->stop)) {
+        gh_task *t = cm->tasks[n % CHAN_RECEIVERS];
+        int err = gh_task_move(t, cm->hubs[(n / CHAN_RECEIVERS) % 2]);
+        assert_true(err == 0 || err == -ENOENT);
+        n++;
+    }
+    return NULL;
+}
+
+static void test_xhub_move_channel_receivers_under_load(void **state)
+{
+    gh_runtime *rt = rt_start(2);
+    chan_moves *cm = calloc(1, sizeof(*cm));
+    assert_non_null(cm);
+    cm->ch = gh_chan_new(16);
+    assert_non_null(cm->ch);
+    cm->hubs[0] = gh_runtime_hub(rt, 0);
+    cm->hubs[1] = gh_runtime_hub(rt, 1);
+    for (int i = 0; i < CHAN_RECEIVERS; i++) {
+        cm->tasks[i] = gh_spawn_task_on(cm->hubs[i % 2], chan_mover_receiver, cm);
+        assert_non_null(cm->tasks[i]);
+    }
+    pthread_t mover;
+    assert_int_equal(pthread_create(&mover, NULL, chan_mover_thread, cm), 0);
+    for (uintptr_t i = 0; i < CHAN_ITEMS; i++) {
+        if (i % 500 == 0)
+            sleep_ns(GH_MSEC); /* the receivers sit in their waits while moves come */
+        assert_int_equal(gh_chan_send(cm->ch, (void *)(i + 1), 10 * GH_SEC), 0);
+    }
+    assert_int_equal(gh_chan_close(cm->ch), 0);
+    for (int i = 0; i < CHAN_RECEIVERS; i++)
+        assert_int_equal(gh_join(cm->tasks[i], 10 * GH_SEC), 0);
+    atomic_store(&cm->stop, 1);
+    assert_int_equal(pthread_join(mover, NULL), 0);
+    assert_int_equal(atomic_load(&cm->received), CHAN_ITEMS);
+    assert_int_equal(atomic_load(&cm->dup), 0);
+    assert_true(atomic_load(&cm->hops) > 0); /* receivers did change hubs inside their waits */
+    print_message("%d hub changes inside channel waits\n", atomic_load(&cm->hops));
+    for (int i = 0; i < CHAN_RECEIVERS; i++)
+        gh_task_release(cm->tasks[i]);
+    assert_int_equal(gh_runtime_stop(rt, 5 * GH_SEC), 0);
+    gh_runtime_destroy(rt);
+    assert_int_equal(gh_chan_free(cm->ch), 0);
+    free(cm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -779,6 +965,8 @@ int main(void)
         cmocka_unit_test(test_xhub_stop_while_moving),
         cmocka_unit_test(test_xhub_move_reader_while_streaming),
         cmocka_unit_test(test_xhub_move_to_freed_hub),
+        cmocka_unit_test(test_xhub_move_local_waiters),
+        cmocka_unit_test(test_xhub_move_channel_receivers_under_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
