@@ -312,6 +312,8 @@ static void task_move_call(gh_hub *h, void *arg)
     gh_task *t = mv->t;
     if (task_forward(h, t, task_move_call, mv))
         return;
+    if (t->state == GH__TASK_MOVING && task_post(t, task_move_call, mv) == 0)
+        return; /* on its way here (its adoption is being posted): after it */
     if (mv->to == h) {
         task_move_answer(mv, 0);
         return;

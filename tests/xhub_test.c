@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -869,7 +870,7 @@ typedef struct chan_moves {
     gh_hub *hubs[2];
     gh_task *tasks[CHAN_RECEIVERS];
     atomic_uchar seen[CHAN_ITEMS];
-    atomic_int received, dup, stop, hops;
+    atomic_int received, dup, stop, hops, bad;
 } chan_moves;
 
 static void chan_mover_receiver(void *arg)
@@ -887,7 +888,11 @@ static void chan_mover_receiver(void *arg)
             return;
         if (err == -ETIMEDOUT)
             continue;
-        assert_int_equal(err, 0);
+        if (err != 0) {
+            fprintf(stderr, "receiver: %s\n", gh_strerror(err));
+            atomic_fetch_add(&cm->bad, 1);
+            return;
+        }
         uintptr_t i = (uintptr_t)item - 1;
         if (atomic_fetch_add(&cm->seen[i], 1) != 0)
             atomic_fetch_add(&cm->dup, 1);
@@ -902,7 +907,10 @@ static void *chan_mover_thread(void *arg)
     while (!atomic_load(&cm->stop)) {
         gh_task *t = cm->tasks[n % CHAN_RECEIVERS];
         int err = gh_task_move(t, cm->hubs[(n / CHAN_RECEIVERS) % 2]);
-        assert_true(err == 0 || err == -ENOENT);
+        if (err != 0 && err != -ENOENT) {
+            fprintf(stderr, "move: %s\n", gh_strerror(err));
+            atomic_fetch_add(&cm->bad, 1);
+        }
         n++;
     }
     return NULL;
@@ -935,6 +943,7 @@ static void test_xhub_move_channel_receivers_under_load(void **state)
     assert_int_equal(pthread_join(mover, NULL), 0);
     assert_int_equal(atomic_load(&cm->received), CHAN_ITEMS);
     assert_int_equal(atomic_load(&cm->dup), 0);
+    assert_int_equal(atomic_load(&cm->bad), 0);
     assert_true(atomic_load(&cm->hops) > 0); /* receivers did change hubs inside their waits */
     print_message("%d hub changes inside channel waits\n", atomic_load(&cm->hops));
     for (int i = 0; i < CHAN_RECEIVERS; i++)
