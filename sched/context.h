@@ -2,15 +2,16 @@
  * context.h — the machine context switch, the one piece of greenhub that is
  * not C. A context is just the saved stack pointer of a suspended task: the
  * switch pushes the callee-saved state onto the task's own stack (see
- * context_x86_64.S for the slot map), so saving costs no memory elsewhere.
- * Elsewhere than x86-64 (or with GH_CONTEXT_UCONTEXT) a ucontext_t is used.
+ * context_x86_64.S and context_aarch64.S for the slot maps), so saving
+ * costs no memory elsewhere. Elsewhere than x86-64 and AArch64 (or with
+ * GH_CONTEXT_UCONTEXT) a ucontext_t is used.
  */
 #ifndef GH_SCHED_CONTEXT_H
 #define GH_SCHED_CONTEXT_H
 
 #include <stddef.h>
 
-#if !defined(__x86_64__) && !defined(GH_CONTEXT_UCONTEXT)
+#if !defined(__x86_64__) && !defined(__aarch64__) && !defined(GH_CONTEXT_UCONTEXT)
 #define GH_CONTEXT_UCONTEXT 1
 #endif
 
