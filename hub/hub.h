@@ -119,9 +119,11 @@ struct gh_hub {
     gh_runtime *runtime; /* non-NULL for a runtime's hub */
     int runtime_index;
     atomic_bool stop_requested;
-    bool killed_all;  /* kill_all acted on */
-    bool retired;     /* only the tombstone is left */
-    atomic_bool gone; /* left the process: no message reaches it (hub.c hub_leave_process) */
+    bool killed_all;     /* kill_all acted on */
+    bool stuck_reported; /* a stop that cannot drain said why (runtime.c) */
+    int64_t stuck_since; /* when the hub first was killed and not drained, 0: not yet */
+    bool retired;        /* only the tombstone is left */
+    atomic_bool gone;    /* left the process: no message reaches it (hub.c hub_leave_process) */
 
     gh__hub_stats_atomic stats;
 };

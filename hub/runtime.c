@@ -48,6 +48,9 @@ typedef struct rt_start {
     int index;
 } rt_start;
 
+/* How long a killed hub may stay undrained before it says why (its thread, once). */
+#define RT_STUCK_REPORT (300 * GH_MSEC)
+
 void gh__runtime_hub_tick(gh_hub *h)
 {
     if (!atomic_load_explicit(&h->stop_requested, memory_order_acquire))
@@ -60,6 +63,25 @@ void gh__runtime_hub_tick(gh_hub *h)
      * would keep the hub (and gh_runtime_stop) waiting after every task was killed. */
     if (h->cb_timers)
         gh__timers_drop(h, !h->killed_all);
+    if (h->killed_all && !h->stuck_reported && !gh__runtime_hub_drained(h)) {
+        /* Past the drain timeout and the kill: say once what the hub still waits for. */
+        gh__inbox *in = &h->inbox;
+        if (h->stuck_since == 0) {
+            h->stuck_since = gh_now();
+        } else if (gh_now() - h->stuck_since > RT_STUCK_REPORT) {
+            h->stuck_reported = true;
+            gh__log(GH_LOG_WARN,
+                    "runtime stop: hub %u not drained: %u tasks live, %u callback timers, "
+                    "%u fd waiters, %u cross-thread waiters, %u watchers, inbox %s, %s, "
+                    "producers %s, run queue %s",
+                    h->id, h->sched.live_tasks, h->cb_timers, h->fd_waiters,
+                    atomic_load(&h->xwaiters), h->watchers,
+                    atomic_load(&in->head) == in->tail ? "empty" : "not empty",
+                    gh__inbox_closed(in) ? "closed" : "open",
+                    gh__inbox_no_producers(in) ? "none" : "mid-post",
+                    h->sched.rq_head ? "not empty" : "empty");
+        }
+    }
 }
 
 bool gh__runtime_hub_drained(gh_hub *h)

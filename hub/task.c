@@ -343,6 +343,7 @@ static void task_move_call(gh_hub *h, void *arg)
         task_move_answer(mv, err);
         return;
     }
+    t->move_to = NULL; /* this move supersedes one still pending */
     atomic_store_explicit(&t->sched, &mv->to->sched, memory_order_release);
     if (gh__hub_post_if_alive(mv->to, task_attach_call, mv) != 0) {
         /* The target went away meanwhile (perhaps freed): it stays here. */
@@ -393,17 +394,25 @@ int gh_task_move(gh_task *t, gh_hub *target)
 
 void gh__task_move_now(gh__sched *s, gh_task *t)
 {
-    if (t->pinned)
-        return; /* its caller still needs this hub: it goes at a later wait */
-    gh_hub *h = (gh_hub *)s, *to = t->move_to;
-    t->move_to = NULL;
-    if (to == h)
+    (void)s; /* where it parked; it may have been moved since (a yield below): ask the task */
+    for (;;) {
+        gh_hub *h = gh__task_hub(t), *to = t->move_to;
+        if (!to || t->pinned)
+            return; /* a pinned task's caller still needs this hub: it goes after a later wait */
+        if (to == h) {
+            t->move_to = NULL;
+            return;
+        }
+        if (t->xwakes_inflight) {
+            /* A wake-up already posted to this hub for t must find it here. */
+            gh__task_yield(&h->sched);
+            continue;
+        }
+        t->move_to = NULL;
+        h->migrate_to = to;
+        gh__task_depart(&h->sched); /* -ESHUTDOWN when `to` went meanwhile: it stays here */
         return;
-    /* A wake-up already posted to this hub for t must find it here. */
-    while (t->xwakes_inflight)
-        gh__task_yield(s);
-    h->migrate_to = to;
-    gh__task_depart(s); /* -ESHUTDOWN when `to` went meanwhile: it stays here */
+    }
 }
 
 int gh_migrate(gh_hub *target)
@@ -423,10 +432,18 @@ int gh_migrate(gh_hub *target)
     if (!gh__hub_alive(target)) /* freed, gone or stopping: looked up without touching it */
         return -ESHUTDOWN;
     gh_task *t = h->sched.current;
-    /* A wake-up already posted to this hub for t must find it here. */
-    while (t->xwakes_inflight)
+    /*
+     * A wake-up already posted to this hub for t must find it here. A yield
+     * can be moved by gh_task_move meanwhile: ask again where t runs.
+     */
+    while (t->xwakes_inflight) {
         if ((err = gh__task_yield(&h->sched)) != 0)
             return err;
+        h = gh__task_hub(t);
+    }
+    t->move_to = NULL; /* this move supersedes one still pending */
+    if (target == h)
+        return 0;
     h->migrate_to = target;
     return gh__task_depart(&h->sched);
 }

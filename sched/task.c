@@ -504,8 +504,10 @@ int gh__task_park(gh__sched *s, int64_t deadline, void (*unlink)(gh_task *), voi
         deadline = scope;
     int result = gh__task_park_uncapped(s, deadline, unlink, obj, what);
     /* Moved while it waited on something of this hub's: it leaves now, woken (hub/task.c). */
-    if (__builtin_expect(t->move_to != NULL, 0))
-        s->move_now(s, t);
+    if (__builtin_expect(t->move_to != NULL, 0)) {
+        gh__sched *now_on = atomic_load_explicit(&t->sched, memory_order_relaxed);
+        now_on->move_now(now_on, t);
+    }
     return result;
 }
 

@@ -977,5 +977,7 @@ int main(void)
         cmocka_unit_test(test_xhub_move_local_waiters),
         cmocka_unit_test(test_xhub_move_channel_receivers_under_load),
     };
+    if (getenv("GH_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("GH_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
