@@ -504,7 +504,7 @@ static void test_timer_unref(void **state)
     int64_t took = gh_now() - t0;
     assert_int_equal(once, 1);
     assert_true(took >= 40 * GH_MSEC && took < 2 * GH_SEC);
-    assert_true(ticks >= 4);
+    assert_true(ticks >= 1); /* unref'd, it still fired meanwhile (a loaded box skips ticks) */
     assert_int_equal(gh_hub_run(), 0); /* only the unref'd timer is left: nothing to run for */
     assert_int_equal(gh_timer_cancel(rep), 0); /* still pending: the handle works as before */
     assert_int_equal(gh_timer_cancel(shot), -ENOENT);
@@ -523,39 +523,51 @@ static void again_cb(void *arg)
     p->fires++;
 }
 
-/* gh_timer_again restarts a one-shot (pending or fired) and a repeating timer from now. */
+/* Sleep in small steps until *count reaches @want (5 s at most); returns it. */
+static int wait_fires(const int *count, int want)
+{
+    int64_t end = gh_now() + 5 * GH_SEC;
+    while (*count < want && gh_now() < end)
+        gh_sleep(GH_MSEC);
+    return *count;
+}
+
+/*
+ * gh_timer_again restarts a one-shot (pending or fired) and a repeating
+ * timer from now. Checked on when each fires, never on how long a sleep
+ * took: timers never fire early, so a fire at >= restart + delay shows the
+ * restart took (the original deadline was earlier), however loaded the box.
+ */
 static void test_timer_again(void **state)
 {
     again_probe p = {0};
     int64_t t0 = gh_now();
-    gh_timer *t = gh_call_after(60 * GH_MSEC, again_cb, &p);
+    gh_timer *t = gh_call_after(300 * GH_MSEC, again_cb, &p);
     assert_non_null(t);
-    assert_int_equal(gh_sleep(40 * GH_MSEC), 0);
+    assert_int_equal(gh_sleep(20 * GH_MSEC), 0);
     int64_t restarted = gh_now();
-    assert_int_equal(gh_timer_again(t), 0); /* pushed back: 60 ms from now */
-    assert_int_equal(gh_sleep(40 * GH_MSEC), 0);
-    assert_int_equal(p.fires, 0); /* the first deadline (t0 + 60 ms) has passed, unfired */
-    assert_int_equal(gh_sleep(60 * GH_MSEC), 0);
-    assert_int_equal(p.fires, 1);
-    assert_true(p.fired_at - restarted >= 60 * GH_MSEC);
-    assert_true(p.fired_at - t0 >= 100 * GH_MSEC);
+    assert_int_equal(p.fires, 0);
+    assert_int_equal(gh_timer_again(t), 0); /* pushed back: 300 ms from now */
+    assert_int_equal(wait_fires(&p.fires, 1), 1);
+    assert_true(p.fired_at - restarted >= 300 * GH_MSEC);
+    assert_true(p.fired_at - t0 >= 320 * GH_MSEC); /* not at the first deadline, t0 + 300 ms */
     /* Fired: again arms it once more. */
     restarted = gh_now();
+    int before = p.fires;
     assert_int_equal(gh_timer_again(t), 0);
-    assert_int_equal(gh_sleep(80 * GH_MSEC), 0);
-    assert_int_equal(p.fires, 2);
-    assert_true(p.fired_at - restarted >= 60 * GH_MSEC);
+    assert_int_equal(wait_fires(&p.fires, before + 1), before + 1);
+    assert_true(p.fired_at - restarted >= 300 * GH_MSEC);
     assert_int_equal(gh_timer_cancel(t), -ENOENT);
 
-    /* A repeating timer's phase restarts from now. */
+    /* A repeating timer's phase restarts from now: its next fire is a whole period away. */
     again_probe r = {0};
     gh_timer *rep = gh_call_repeatedly(50 * GH_MSEC, again_cb, &r);
     assert_non_null(rep);
     assert_int_equal(gh_sleep(30 * GH_MSEC), 0);
     restarted = gh_now();
+    before = r.fires;
     assert_int_equal(gh_timer_again(rep), 0);
-    assert_int_equal(gh_sleep(70 * GH_MSEC), 0);
-    assert_int_equal(r.fires, 1);
+    assert_int_equal(wait_fires(&r.fires, before + 1), before + 1);
     assert_true(r.fired_at - restarted >= 50 * GH_MSEC);
     assert_int_equal(gh_timer_cancel(rep), 0);
     assert_int_equal(gh_timer_again(NULL), -EINVAL);
