@@ -26,14 +26,16 @@ struct gh_runtime {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     int started;  /* threads that made their hub (or failed) */
-    int finished; /* threads whose hub drained */
+    int drained;  /* threads whose hub drained: no task left (the stop's timeout is for this) */
+    int finished; /* ... and whose hub was then retired (freeing its stacks, backend, ...) */
     int start_err;
     bool stopped;   /* gh_runtime_stop called */
     bool stop_over; /* ... and every thread joined: stop_result is final */
     int stop_result;
-    bool *done;   /* per hub: drained */
-    bool *joined; /* per thread: pthread_join done */
-    bool stuck;   /* a stop gave up on a hub whose task never blocks */
+    bool *emptied; /* per hub: drained */
+    bool *done;    /* per hub: drained and retired */
+    bool *joined;  /* per thread: pthread_join done */
+    bool stuck;    /* a stop gave up on a hub whose task never blocks */
 };
 
 /*
@@ -121,6 +123,13 @@ static void *rt_thread(void *arg)
     /* The root sleeps while tasks run; MAINLOOP wakes it once the stop has drained. */
     while (!gh__runtime_hub_drained(h))
         gh__task_park_uncapped(&h->sched, -1, NULL, NULL, "runtime stop");
+    pthread_mutex_lock(&rt->lock);
+    rt->emptied[i] = true;
+    rt->drained++;
+    pthread_cond_broadcast(&rt->cond);
+    pthread_mutex_unlock(&rt->lock);
+    /* Not counted in the drain timeout: it runs no task code and always ends (under TSan,
+     * freeing a big stack cache's fibers can take seconds). */
     gh__hub_retire(h);
 
     pthread_mutex_lock(&rt->lock);
@@ -140,6 +149,7 @@ static void rt_free(gh_runtime *rt)
     free(rt->hubs);
     free(rt->threads);
     free(rt->ops);
+    free(rt->emptied);
     free(rt->done);
     free(rt->joined);
     pthread_mutex_destroy(&rt->lock);
@@ -156,7 +166,8 @@ static void rt_request_stop(gh_runtime *rt, int i)
 }
 
 /* Wait until every hub drained or @deadline (-1: forever). True if all did. */
-static bool rt_wait_finished(gh_runtime *rt, int64_t deadline)
+/* Wait until every hub has drained (false at @deadline, -1: none). */
+static bool rt_wait_drained(gh_runtime *rt, int64_t deadline)
 {
     struct timespec ts = {0};
     if (deadline >= 0) {
@@ -164,15 +175,24 @@ static bool rt_wait_finished(gh_runtime *rt, int64_t deadline)
         ts.tv_nsec = deadline % GH_SEC;
     }
     pthread_mutex_lock(&rt->lock);
-    while (rt->finished < rt->n) {
+    while (rt->drained < rt->n) {
         int r = deadline < 0 ? pthread_cond_wait(&rt->cond, &rt->lock)
                              : pthread_cond_timedwait(&rt->cond, &rt->lock, &ts);
         if (r == ETIMEDOUT)
             break;
     }
-    bool all = rt->finished == rt->n;
+    bool all = rt->drained == rt->n;
     pthread_mutex_unlock(&rt->lock);
     return all;
+}
+
+/* Wait until every hub that drained has been retired too. */
+static void rt_wait_retired(gh_runtime *rt)
+{
+    pthread_mutex_lock(&rt->lock);
+    while (rt->finished < rt->drained)
+        pthread_cond_wait(&rt->cond, &rt->lock);
+    pthread_mutex_unlock(&rt->lock);
 }
 
 int gh_runtime_start(gh_runtime **out, const gh_runtime_config *cfg)
@@ -190,6 +210,7 @@ int gh_runtime_start(gh_runtime **out, const gh_runtime_config *cfg)
     rt->hubs = calloc((size_t)n, sizeof *rt->hubs);
     rt->threads = calloc((size_t)n, sizeof *rt->threads);
     rt->ops = calloc((size_t)n, sizeof *rt->ops);
+    rt->emptied = calloc((size_t)n, sizeof *rt->emptied);
     rt->done = calloc((size_t)n, sizeof *rt->done);
     rt->joined = calloc((size_t)n, sizeof *rt->joined);
     pthread_condattr_t ca;
@@ -198,7 +219,7 @@ int gh_runtime_start(gh_runtime **out, const gh_runtime_config *cfg)
     pthread_mutex_init(&rt->lock, NULL);
     pthread_cond_init(&rt->cond, &ca);
     pthread_condattr_destroy(&ca);
-    if (!rt->hubs || !rt->threads || !rt->ops || !rt->done || !rt->joined) {
+    if (!rt->hubs || !rt->threads || !rt->ops || !rt->emptied || !rt->done || !rt->joined) {
         rt_free(rt);
         return -ENOMEM;
     }
@@ -239,6 +260,7 @@ int gh_runtime_start(gh_runtime **out, const gh_runtime_config *cfg)
             if (rt->hubs[i])
                 rt_request_stop(rt, i);
             else {
+                rt->emptied[i] = true;
                 rt->done[i] = true;
             }
         for (int i = 0; i < started; i++)
@@ -283,7 +305,7 @@ static void rt_report_stuck(gh_runtime *rt)
     pthread_mutex_lock(&rt->lock);
     rt->stuck = true;
     for (int i = 0; i < rt->n; i++) {
-        if (rt->done[i])
+        if (rt->emptied[i])
             continue;
         gh__sched_stats *ss = &rt->hubs[i]->sched.stats;
         gh__log(GH_LOG_ERROR,
@@ -320,11 +342,11 @@ int gh_runtime_stop(gh_runtime *rt, int64_t drain_timeout_ns)
     for (int i = 0; i < rt->n; i++)
         rt_request_stop(rt, i);
     int result = 0;
-    if (!rt_wait_finished(rt, gh__deadline(drain_timeout_ns))) {
+    if (!rt_wait_drained(rt, gh__deadline(drain_timeout_ns))) {
         result = -ETIMEDOUT;
         pthread_mutex_lock(&rt->lock);
         for (int i = 0; i < rt->n; i++) {
-            if (rt->done[i])
+            if (rt->emptied[i])
                 continue;
             gh_hub_stats st;
             gh_hub_get_stats(rt->hubs[i], &st);
@@ -336,10 +358,10 @@ int gh_runtime_stop(gh_runtime *rt, int64_t drain_timeout_ns)
             gh__inbox_kick(rt->hubs[i], &rt->hubs[i]->inbox);
         }
         pthread_mutex_unlock(&rt->lock);
-        if (!rt_wait_finished(rt,
-                              drain_timeout_ns == GH_FOREVER ? -1 : gh__deadline(RT_KILL_GRACE)))
+        if (!rt_wait_drained(rt, drain_timeout_ns == GH_FOREVER ? -1 : gh__deadline(RT_KILL_GRACE)))
             rt_report_stuck(rt);
     }
+    rt_wait_retired(rt);
     rt_join_done(rt);
     pthread_mutex_lock(&rt->lock);
     rt->stop_result = result;
@@ -361,7 +383,8 @@ void gh_runtime_destroy(gh_runtime *rt)
     }
     if (rt->stuck) {
         /* A stop gave up on a task that never blocks: its hub is in use until it does. */
-        rt_wait_finished(rt, -1);
+        rt_wait_drained(rt, -1);
+        rt_wait_retired(rt);
         rt_join_done(rt);
     }
     rt_free(rt);
