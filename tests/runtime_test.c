@@ -29,35 +29,8 @@
 
 /* ------------------------------------------------------------- helpers */
 
-/*
- * The runtimes' threads alive now: those named "greenhub-N". Not every
- * thread of the process: an emulator (qemu-user, .ci/aarch64.sh) or a
- * sanitizer has threads of its own that come and go.
- */
-static int count_threads(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char path[300], comm[64] = {0};
-        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue; /* the thread just exited */
-        if (fgets(comm, sizeof comm, f) && strncmp(comm, "greenhub-", 9) == 0)
-            n++;
-        fclose(f);
-    }
-    closedir(d);
-    return n;
-}
-
-/* How many threads are named exactly @name. */
-static int count_threads_named(const char *name)
+/* Threads named @name exactly, or starting with it when @prefix. */
+static int count_threads_matching(const char *name, bool prefix)
 {
     DIR *d = opendir("/proc/self/task");
     assert_non_null(d);
@@ -73,13 +46,29 @@ static int count_threads_named(const char *name)
             continue; /* the thread just exited */
         if (fgets(comm, sizeof comm, f)) {
             comm[strcspn(comm, "\n")] = 0;
-            if (strcmp(comm, name) == 0)
+            if (prefix ? strncmp(comm, name, strlen(name)) == 0 : strcmp(comm, name) == 0)
                 n++;
         }
         fclose(f);
     }
     closedir(d);
     return n;
+}
+
+/*
+ * The runtimes' threads alive now: those named "greenhub-N". Not every
+ * thread of the process: an emulator (qemu-user, .ci/aarch64.sh) or a
+ * sanitizer has threads of its own that come and go.
+ */
+static int count_threads(void)
+{
+    return count_threads_matching("greenhub-", true);
+}
+
+/* How many threads are named exactly @name. */
+static int count_threads_named(const char *name)
+{
+    return count_threads_matching(name, false);
 }
 
 /*
