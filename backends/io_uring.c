@@ -83,9 +83,11 @@
 #define URING_SQ_ENTRIES 256
 #define URING_CQ_ENTRIES 4096
 #define URING_GEN_MASK   0x3fffffffu
-/* user_data of SQEs whose CQEs we ignore (remove, update, probe). */
+/* user_data of SQEs whose CQEs we ignore (remove, update, probe, cancel). */
 #define URING_UD_OTHER (1ull << 62)
-#define URING_UD_KIND  (3ull << 62)
+/* user_data of an op's SQE: the gh_backend_op's address below this tag. */
+#define URING_UD_OP   (2ull << 62)
+#define URING_UD_KIND (3ull << 62)
 
 /** Per-fd bookkeeping, indexed by fd. */
 typedef struct uring_fd {
@@ -109,6 +111,9 @@ typedef struct uring_state {
     int ndirty;
     int *batch; /* fds with pending events; cap 2 * nfds (see uring_dispatch) */
     int nbatch;
+    int ops_ok;                    /* the kernel has every op submit may make (probed at init) */
+    gh_backend_op *done_head;      /* finished ops, not yet reported (FIFO) */
+    gh_backend_op **done_tail;
 } uring_state;
 
 static uint64_t uring_ud(int fd, uint32_t gen)
@@ -161,6 +166,15 @@ static void uring_mark_dirty(uring_state *s, int fd)
 /* Account one CQE: a matching poll completion adds to the fd's pending events. */
 static void uring_cqe(uring_state *s, uint64_t ud, int res, unsigned flags)
 {
+    if ((ud & URING_UD_KIND) == URING_UD_OP) {
+        /* Reported at dispatch, in order: a done callback may submit again. */
+        gh_backend_op *op = (gh_backend_op *)(uintptr_t)(ud & ~URING_UD_KIND);
+        op->result = res;
+        op->next = NULL;
+        *s->done_tail = op;
+        s->done_tail = &op->next;
+        return;
+    }
     if (ud & URING_UD_KIND)
         return;
     int fd = (int)(uint32_t)ud;
@@ -304,6 +318,17 @@ static int uring_dispatch(uring_state *s, gh_backend_ready_fn ready, void *ctx)
     if (s->nbatch > todo)
         memmove(s->batch, s->batch + todo, (size_t)(s->nbatch - todo) * sizeof(*s->batch));
     s->nbatch -= todo;
+    /* Ops finished so far; one that a callback submits and finishes waits for the next poll. */
+    gh_backend_op *op = s->done_head;
+    s->done_head = NULL;
+    s->done_tail = &s->done_head;
+    while (op) {
+        gh_backend_op *next = op->next;
+        op->next = NULL;
+        op->done(op, op->result);
+        reported++;
+        op = next;
+    }
     return reported;
 }
 
@@ -376,6 +401,17 @@ static int uring_backend_init(void **state)
         }
     }
 
+    probe = io_uring_get_probe_ring(&s->ring);
+    if (probe) {
+        static const int needed[] = {IORING_OP_RECV,    IORING_OP_SEND,    IORING_OP_RECVMSG,
+                                     IORING_OP_SENDMSG, IORING_OP_ACCEPT,  IORING_OP_CONNECT,
+                                     IORING_OP_ASYNC_CANCEL};
+        s->ops_ok = 1;
+        for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++)
+            s->ops_ok &= io_uring_opcode_supported(probe, needed[i]) != 0;
+        io_uring_free_probe(probe);
+    }
+    s->done_tail = &s->done_head;
     s->multishot_ok = uring_probe_multishot(s);
     const char *mode = getenv("GREENHUB_IO_URING_POLL");
     if (mode && strcmp(mode, "multishot") == 0)
@@ -485,12 +521,61 @@ static int uring_backend_poll(void *state, int64_t timeout_ns, gh_backend_ready_
     return 0;
 }
 
+static int uring_backend_submit(void *state, gh_backend_op *op)
+{
+    uring_state *s = state;
+    if (op->code < GH_OP_RECV || op->code > GH_OP_CONNECT || ((uintptr_t)op & URING_UD_KIND))
+        return -EINVAL;
+    if (!s->ops_ok)
+        return -ENOSYS;
+    struct io_uring_sqe *sqe = uring_get_sqe(s);
+    if (!sqe)
+        return -EBUSY;
+    switch (op->code) {
+    case GH_OP_RECV:
+        io_uring_prep_recv(sqe, op->fd, op->buf, op->len, op->flags);
+        break;
+    case GH_OP_SEND:
+        io_uring_prep_send(sqe, op->fd, op->buf, op->len, op->flags);
+        break;
+    case GH_OP_RECVMSG:
+        io_uring_prep_recvmsg(sqe, op->fd, op->buf, (unsigned)op->flags);
+        break;
+    case GH_OP_SENDMSG:
+        io_uring_prep_sendmsg(sqe, op->fd, op->buf, (unsigned)op->flags);
+        break;
+    case GH_OP_ACCEPT:
+        io_uring_prep_accept(sqe, op->fd, NULL, NULL, op->flags);
+        break;
+    default: /* GH_OP_CONNECT */
+        io_uring_prep_connect(sqe, op->fd, op->buf, (socklen_t)op->len);
+        break;
+    }
+    io_uring_sqe_set_data64(sqe, URING_UD_OP | (uint64_t)(uintptr_t)op);
+    return 0;
+}
+
+static int uring_backend_cancel(void *state, gh_backend_op *op)
+{
+    uring_state *s = state;
+    struct io_uring_sqe *sqe = uring_get_sqe(s);
+    if (!sqe)
+        return -EBUSY;
+    io_uring_prep_cancel64(sqe, URING_UD_OP | (uint64_t)(uintptr_t)op, 0);
+    io_uring_sqe_set_data64(sqe, URING_UD_OTHER);
+    /* Now, not at the next poll: the hub may close the fd next, and the op holds the file. */
+    int ret = io_uring_submit(&s->ring);
+    return ret < 0 ? ret : 0;
+}
+
 const gh_backend_ops gh_backend_io_uring = {
     .abi = GH_BACKEND_ABI,
     .name = "io_uring",
-    .caps = GH_BACKEND_FILES_READY | GH_BACKEND_READ_FIRST,
+    .caps = GH_BACKEND_FILES_READY | GH_BACKEND_READ_FIRST | GH_BACKEND_COMPLETION,
     .init = uring_backend_init,
     .destroy = uring_backend_destroy,
     .watch = uring_backend_watch,
     .poll = uring_backend_poll,
+    .submit = uring_backend_submit,
+    .cancel = uring_backend_cancel,
 };

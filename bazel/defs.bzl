@@ -27,6 +27,10 @@ load("//bazel:copts.bzl", "GH_COPTS")
 # Every backend greenhub ships, in the registry's default order.
 GH_BACKENDS = ["epoll", "poll", "select", "io_uring", "libev", "libevent"]
 
+# Backends with a completion path (GH_BACKEND_COMPLETION): `both_paths` tests
+# them once more with GREENHUB_COMPLETION=0, on their readiness path.
+GH_COMPLETION_BACKENDS = ["io_uring"]
+
 _GREENHUB = Label("//:greenhub")
 
 # greenhub's own tests build with its strict flags (-Wall -Wextra -Werror); a
@@ -80,6 +84,7 @@ def greenhub_backend_test(
         linkopts = [],
         tags = [],
         env = {},
+        both_paths = False,
         **kwargs):
     """One cmocka cc_test per backend, plus a test_suite `name` over them all.
 
@@ -97,16 +102,23 @@ def greenhub_backend_test(
       linkopts: extra linker options; -lcmocka is always added.
       tags: extra tags for every test.
       env: extra environment for every test; GREENHUB_HUB is set here.
+      both_paths: also `<name>_<backend>_readiness` for each backend of
+        GH_COMPLETION_BACKENDS, with GREENHUB_COMPLETION=0.
       **kwargs: any other cc_test attribute.
     """
     for backend in backends:
         if backend not in GH_BACKENDS:
             fail("greenhub_backend_test %s: unknown backend \"%s\" (greenhub has %s)" %
                  (name, backend, ", ".join(GH_BACKENDS)))
-    tests = []
+    variants = []
     for backend in backends:
-        test_name = "%s_%s" % (name, backend)
+        variants.append((backend, "%s_%s" % (name, backend), {}))
+        if both_paths and backend in GH_COMPLETION_BACKENDS:
+            variants.append((backend, "%s_%s_readiness" % (name, backend), {"GREENHUB_COMPLETION": "0"}))
+    tests = []
+    for backend, test_name, extra_env in variants:
         test_env = dict(env)
+        test_env.update(extra_env)
         test_env["GREENHUB_HUB"] = backend
         native.cc_test(
             name = test_name,

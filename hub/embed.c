@@ -162,6 +162,7 @@ int gh_hub_fd(void)
     embed_internal(e->tfd, true);
     e->armed_when = -1;
     h->embed = e;
+    h->complete = false; /* the hub fd mirrors readiness; ops would leave it blind */
     for (int fd = 0; fd < h->nfds; fd++)
         if (h->fds[fd].interest && fd != h->inbox.wake_rfd)
             gh__embed_mirror(h, fd, 0, h->fds[fd].interest);

@@ -15,6 +15,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "hub/hub.h"
@@ -85,7 +87,7 @@ int gh__fd_interest(gh_hub *h, int fd, int events)
     uint64_t bit = gh__hub_bit(h);
     if (e && !s->interest)
         atomic_fetch_or(&e->hubs, bit);
-    else if (e && !events && bit != (uint64_t)1 << 63) /* bit 63 is shared */
+    else if (e && !events && !s->op_dirs && bit != (uint64_t)1 << 63) /* bit 63 is shared */
         atomic_fetch_and(&e->hubs, ~bit);
     s->interest = (uint8_t)events;
     return 0;
@@ -102,7 +104,8 @@ int gh__fd_carry(const gh_hub *h, int fd)
     const gh__fdslot *s = &h->fds[fd];
     if (fd == h->inbox.wake_rfd)
         return s->interest;
-    return s->interest & ((s->reader ? GH_READ : 0) | (s->writer ? GH_WRITE : 0) | s->watched);
+    int waited = ((s->reader ? GH_READ : 0) | (s->writer ? GH_WRITE : 0)) & ~s->op_dirs;
+    return s->interest & (waited | s->watched);
 }
 
 void gh__fd_ready(void *ctx, int fd, int events)
@@ -121,6 +124,9 @@ void gh__fd_ready(void *ctx, int fd, int events)
         events &= ~s->watched; /* what a watcher wants is not idle */
     }
     int idle = 0;
+    if (__builtin_expect(s->op_dirs != 0, 0))
+        idle = events & s->op_dirs; /* an op's waiter waits for the op, not for readiness */
+    events &= ~s->op_dirs;
     if (events & GH_READ) {
         if (s->reader) {
             gh__task_wake_detach(s->reader, 0);
@@ -164,6 +170,59 @@ static void fd_unlink(gh_task *t)
         s->writer = NULL;
         fd_stat_waiters(h, -1);
     }
+}
+
+uint8_t gh__fd_kind(gh_hub *h, int fd)
+{
+    gh__fdslot *s = &h->fds[fd];
+    if (__builtin_expect(s->kind != GH__FD_UNKNOWN, 1))
+        return s->kind;
+    int type = 0;
+    socklen_t len = sizeof type;
+    struct stat st;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0)
+        s->kind = type == SOCK_STREAM ? GH__FD_STREAM : GH__FD_DGRAM;
+    else if (errno == ENOTSOCK && fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
+        s->kind = GH__FD_PIPE;
+    else
+        s->kind = GH__FD_OTHER;
+    return s->kind;
+}
+
+int gh__fd_op_hold(gh_hub *h, int fd, int dir, gh_task *t)
+{
+    gh__fdslot *s = &h->fds[fd];
+    gh_task **slot = dir == GH_READ ? &s->reader : &s->writer;
+    if (*slot)
+        return -EBUSY;
+    *slot = t;
+    s->op_dirs |= (uint8_t)dir;
+    fd_stat_waiters(h, 1);
+    /* A gh_close on another hub must reach this one, interest or not (fdtable.c). */
+    gh__fdent *e = gh__fdent_find(fd);
+    uint64_t bit = gh__hub_bit(h);
+    if (e && !(atomic_load_explicit(&e->hubs, memory_order_relaxed) & bit))
+        atomic_fetch_or(&e->hubs, bit);
+    return 0;
+}
+
+void gh__fd_op_release(gh_hub *h, int fd, gh_task *t)
+{
+    gh__fdslot *s = &h->fds[fd];
+    int dirs = (s->reader == t ? GH_READ : 0) | (s->writer == t ? GH_WRITE : 0);
+    dirs &= s->op_dirs;
+    if (!dirs)
+        return; /* a close reset the slot already */
+    if (dirs & GH_READ)
+        s->reader = NULL;
+    if (dirs & GH_WRITE)
+        s->writer = NULL;
+    s->op_dirs &= (uint8_t)~dirs;
+    fd_stat_waiters(h, -1);
+    gh__fdent *e = gh__fdent_find(fd);
+    uint64_t bit = gh__hub_bit(h);
+    if (e && !s->interest && !s->op_dirs && bit != (uint64_t)1 << 63)
+        atomic_fetch_and(&e->hubs, ~bit);
 }
 
 static int fd_poll_now(int fd, int events)

@@ -51,6 +51,7 @@ void gh__hub_after_fork(gh_hub *h)
     }
     /* The parent's instance is abandoned, never told (see the top). */
     h->bstate = state;
+    gh__ops_after_fork(h); /* the parent's ring runs them: each task makes its call again */
     for (int fd = 0; fd < h->nfds; fd++) {
         gh__fdslot *s = &h->fds[fd];
         /* Only what a task waits on; lazy leftovers and the old wakeup fd start empty. */

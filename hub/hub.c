@@ -50,8 +50,9 @@ const gh_backend_ops *gh__backend_default(void)
 
 static int hub_backend_open(const gh_backend_ops *ops, void **state)
 {
-    if (!ops || ops->abi != GH_BACKEND_ABI || !ops->name || !ops->init || !ops->destroy ||
-        !ops->watch || !ops->poll)
+    /* Version 2 tables lack submit and cancel, and with them the completion path. */
+    if (!ops || (ops->abi != GH_BACKEND_ABI && ops->abi != 2) || !ops->name || !ops->init ||
+        !ops->destroy || !ops->watch || !ops->poll)
         return -EINVAL;
     int err = ops->init(state);
     /* io_uring under a sysctl or seccomp: say so plainly; the caller keeps its backend. */
@@ -72,6 +73,11 @@ int gh__hub_swap_backend(gh_hub *h, const gh_backend_ops *ops)
     int err = hub_backend_open(ops, &state);
     if (err)
         return err;
+    /* The old backend's ops in flight end first; their tasks make them again on the new one. */
+    if (h->ops_inflight && (err = gh__ops_drain(h)) != 0) {
+        ops->destroy(state);
+        return err;
+    }
     /* Carry every waited-on fd over; on failure undo, and the hub keeps its backend. */
     int fd;
     for (fd = 0; fd < h->nfds; fd++) {
@@ -112,6 +118,7 @@ int gh__hub_swap_backend(gh_hub *h, const gh_backend_ops *ops)
     h->ops = ops;
     h->read_prewait = hub_read_prewait(ops);
     h->bstate = state;
+    h->complete = gh__op_backend_ok(h) && !h->embed;
     atomic_store_explicit(&h->backend_name, ops->name, memory_order_relaxed);
     return 0;
 }
@@ -195,6 +202,7 @@ gh_hub *gh__hub_new(const gh_backend_ops *ops, size_t stack_size, int *errp)
         goto fail_backend;
     h->ops = ops;
     h->read_prewait = hub_read_prewait(ops);
+    h->complete = gh__op_backend_ok(h);
     atomic_store_explicit(&h->backend_name, ops->name, memory_order_relaxed);
     err = gh__fd_slot_reserve(h, h->inbox.wake_rfd);
     if (err)

@@ -30,10 +30,12 @@ typedef struct gh__fdslot {
     uint8_t kind;             /* GH__FD_*: what a short read says (io.c) */
     bool drained;             /* a short read emptied it: the next read waits first */
     uint8_t watched;          /* the directions its watchers want (watch.c) */
+    uint8_t op_dirs;          /* directions whose waiter waits for a backend op (op.c) */
     gh_watcher *watchers;     /* gh_watch callbacks on it, on this hub */
 } gh__fdslot;
 
-enum { GH__FD_UNKNOWN, GH__FD_STREAM, GH__FD_OTHER };
+/* GH__FD_STREAM and GH__FD_PIPE drain with a short read; sockets may take backend ops. */
+enum { GH__FD_UNKNOWN, GH__FD_STREAM, GH__FD_PIPE, GH__FD_DGRAM, GH__FD_OTHER };
 
 /* What the whole process knows about one fd number (fdtable.c). */
 typedef struct gh__fdent {
@@ -92,6 +94,9 @@ struct gh_hub {
     int nfds;
     uint32_t fd_waiters;
     bool read_prewait;        /* a read after a short read waits first (io.c) */
+    bool complete;            /* socket calls hand their syscall to the backend (op.c) */
+    uint32_t ops_inflight;    /* backend ops submitted and not yet done */
+    struct gh__op *ops_list;  /* those ops, a list (op.c) */
     uint32_t poll_failed;     /* backend poll failures; the first one is reported */
     int64_t born;             /* gh_now() when made: busy time is the rest of its life */
     int64_t inbox_counted_at; /* when the inbox's backlog was last counted */
@@ -226,6 +231,61 @@ int gh__fd_wait(int fd, int events, int64_t deadline);
  * file); -EBUSY if a task of @h already waits in that direction; -errno.
  */
 int gh__fd_adopt_waiter(gh_hub *h, gh_task *t, int fd, int events);
+
+/* ------------------------------------------------------- backend ops */
+
+/*
+ * A socket syscall the backend makes for the running task (op.c), on a hub
+ * whose backend declares GH_BACKEND_COMPLETION. Lives on the caller's stack.
+ */
+typedef struct gh__op {
+    gh_backend_op bop; /* first: the backend's view */
+    gh_task *task;
+    gh_hub *hub;                /* where it was submitted: its backend holds it */
+    struct gh__op *prev, *next; /* in the hub's list of ops in flight */
+    int dir;                    /* GH_READ or GH_WRITE: the fd slot direction it holds */
+    uint8_t state;              /* GH__OP_* */
+    bool reissue;               /* cancelled to be made again elsewhere (a move, swap, fork) */
+    int result;
+} gh__op;
+
+enum { GH__OP_IDLE, GH__OP_INFLIGHT, GH__OP_CANCELLING, GH__OP_DONE };
+
+/* gh__op_run's answer: make the call again from the top, by whichever path the hub has now. */
+#define GH__OP_RETRY (-4096 - 1)
+
+/*
+ * The calling hub runs socket @fd's syscalls through its backend: it has a
+ * completion path, @fd is a socket, and the call may wait (@timeout_ns != 0).
+ */
+bool gh__op_usable(gh_hub *h, int fd, int64_t timeout_ns, int64_t deadline);
+/*
+ * Hand @op (bop filled: code, fd, flags, buf, len) to the calling thread's
+ * hub and park until it is done, its fd slot direction @dir held. A
+ * deadline, kill or close cancels it, and this waits for the cancellation,
+ * so the kernel never touches the buffer after the return. Returns the
+ * syscall's result (kept even when it beat a cancellation), -ETIMEDOUT,
+ * -ECANCELED, -EBADF, -EBUSY (another waiter in @dir), or GH__OP_RETRY.
+ */
+int gh__op_run(gh__op *op, int dir, int64_t deadline);
+/* A move was accepted for @t, which waits on an op: cancel it, to be made again there. */
+void gh__op_cancel_for_move(gh_task *t);
+/*
+ * Before @h leaves its backend (a swap): cancel every op, to be made again,
+ * and poll until all are done. 0, or -EBUSY if some would not end.
+ */
+int gh__ops_drain(gh_hub *h);
+/* In a forked child: the parent's kernel runs the ops; each is made again. */
+void gh__ops_after_fork(gh_hub *h);
+/* Whether @h may use its backend's completion path (caps, GREENHUB_COMPLETION). */
+bool gh__op_backend_ok(const gh_hub *h);
+
+/* What @fd is (GH__FD_*), asked once per file and cached in its slot (reserved). */
+uint8_t gh__fd_kind(gh_hub *h, int fd);
+/* @t's op holds @fd's @dir (as a waiter, so a close reaches it): -EBUSY if taken. */
+int gh__fd_op_hold(gh_hub *h, int fd, int dir, gh_task *t);
+/* ... and gives it back. */
+void gh__fd_op_release(gh_hub *h, int fd, gh_task *t);
 
 /* gh_xevent_wait, with what a dump says the task waits on ("call", "join"). */
 int gh__xevent_wait(gh_xevent *ev, void **value, int64_t timeout_ns, const char *what);

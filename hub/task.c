@@ -336,6 +336,9 @@ static void task_move_call(gh_hub *h, void *arg)
          * one (gh_pool_spawn's wait) goes after a later wait.
          */
         t->move_to = mv->to;
+        /* On a backend op: cancelled, it leaves once the op is done and makes it there. */
+        if (t->state == GH__TASK_BLOCKED && t->wait_what && strcmp(t->wait_what, "io") == 0)
+            gh__op_cancel_for_move(t);
         task_move_answer(mv, 0);
         return;
     }

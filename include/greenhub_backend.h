@@ -53,9 +53,11 @@ extern "C" {
 /**
  * Version of this interface; a backend sets gh_backend_ops.abi to it.
  * 2: gh_backend_ops.caps added after name; poll waits once (see the top).
- * A hub refuses a table of any other version, 1 included.
+ * 3: submit and cancel added at the end, for GH_BACKEND_COMPLETION.
+ * A hub takes a table of version 2 or 3 (a version 2 table has no
+ * completion path) and refuses any other, 1 included.
  */
-#define GH_BACKEND_ABI 2
+#define GH_BACKEND_ABI 3
 
 /*
  * Capability bits of gh_backend_ops.caps: what a backend declares about
@@ -76,6 +78,13 @@ extern "C" {
  * read, where it would otherwise wait for readability first.
  */
 #define GH_BACKEND_READ_FIRST 0x2u
+/**
+ * The backend runs socket operations itself (submit, cancel: io_uring's
+ * IORING_OP_RECV, SEND, ACCEPT, ...), and the hub's green socket calls hand
+ * them over instead of waiting for readiness and making the syscall. Only
+ * in a version 3 table with submit and cancel set.
+ */
+#define GH_BACKEND_COMPLETION 0x4u
 
 /**
  * Called by poll once per ready fd. @events is a non-empty subset of the
@@ -83,6 +92,36 @@ extern "C" {
  * call watch() on the same backend, for any fd, before it returns.
  */
 typedef void (*gh_backend_ready_fn)(void *ctx, int fd, int events);
+
+/** What a gh_backend_op does; each is the syscall of the same name. */
+enum gh_backend_opcode {
+    GH_OP_RECV = 1, /* recv(fd, buf, len, flags) */
+    GH_OP_SEND,     /* send(fd, buf, len, flags) */
+    GH_OP_RECVMSG,  /* recvmsg(fd, buf as struct msghdr *, flags) */
+    GH_OP_SENDMSG,  /* sendmsg(fd, buf as struct msghdr *, flags) */
+    GH_OP_ACCEPT,   /* accept4(fd, NULL, NULL, flags) */
+    GH_OP_CONNECT,  /* connect(fd, buf as struct sockaddr *, len) */
+};
+
+typedef struct gh_backend_op gh_backend_op;
+/** Called by poll once per finished op: @result is the syscall's return, or -errno. */
+typedef void (*gh_backend_done_fn)(gh_backend_op *op, int result);
+
+/**
+ * One operation handed to a completion backend. The hub fills it and keeps
+ * it (and whatever buf points to) alive and unmoved until done is called;
+ * the backend reads it at submit and may keep a pointer to it.
+ */
+struct gh_backend_op {
+    int code;  /**< enum gh_backend_opcode */
+    int fd;    /**< the socket */
+    int flags; /**< MSG_* for RECV/SEND/RECVMSG/SENDMSG; SOCK_* for ACCEPT */
+    void *buf; /**< data, or the struct msghdr / struct sockaddr the code names */
+    size_t len;               /**< bytes of data, or the sockaddr's length */
+    gh_backend_done_fn done;  /**< told the result, from poll, exactly once */
+    gh_backend_op *next;      /**< the backend's own while it holds the op */
+    int result;               /**< the backend's own while it holds the op */
+};
 
 typedef struct gh_backend_ops {
     /** GH_BACKEND_ABI; a hub refuses a table with another value (-EINVAL). */
@@ -119,10 +158,30 @@ typedef struct gh_backend_ops {
      * return 0 before the timeout (EINTR, only stale events, a spurious
      * wake-up): the hub computes a new timeout and calls again; a backend
      * never re-waits for the rest of the timeout itself.
-     * @return the number of fds reported (0 at the timeout or on an early
-     *         wake-up), or a negative errno. -EINVAL for @timeout_ns < -1.
+     * A completion backend also calls op->done here for every finished op.
+     * @return the number of fds and ops reported (0 at the timeout or on an
+     *         early wake-up), or a negative errno. -EINVAL for @timeout_ns < -1.
      */
     int (*poll)(void *state, int64_t timeout_ns, gh_backend_ready_fn ready, void *ctx);
+    /*
+     * Version 3, GH_BACKEND_COMPLETION only (NULL otherwise):
+     */
+    /**
+     * Start @op. It is submitted to the kernel at the next poll at the
+     * latest, and a later poll calls op->done with its result: exactly once,
+     * whatever happens to its fd (a close gives the kernel's answer).
+     * @return 0, or a negative errno and op->done is never called: -EINVAL
+     *         for an unknown code, -ENOSYS when the kernel lacks the
+     *         operation (the hub then waits for readiness instead), -EBUSY.
+     */
+    int (*submit)(void *state, gh_backend_op *op);
+    /**
+     * Ask the kernel to end @op early, now (not at the next poll: the hub may
+     * close the fd next). op->done is still called, later, with the op's
+     * own result if it finished first, else -ECANCELED.
+     * @return 0, or a negative errno (the op then ends on its own).
+     */
+    int (*cancel)(void *state, gh_backend_op *op);
 } gh_backend_ops;
 
 /** The built-in backends. io_uring, libev and libevent exist only in builds

@@ -89,18 +89,6 @@ int gh__io_retry(int fd, int events, int64_t timeout_ns, int64_t deadline)
  * round trips fell from 0.85x to 0.55x a raw epoll loop with the wait
  * first, where epoll, poll, select, libev and libevent rose to 0.97-1.0x.
  */
-static uint8_t fd_kind(int fd)
-{
-    int type = 0;
-    socklen_t len = sizeof type;
-    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0)
-        return type == SOCK_STREAM ? GH__FD_STREAM : GH__FD_OTHER;
-    struct stat st;
-    if (errno == ENOTSOCK && fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
-        return GH__FD_STREAM;
-    return GH__FD_OTHER;
-}
-
 void gh__io_read_done(int fd, ssize_t got, size_t asked)
 {
     gh__fdslot *s = &gh__tls_hub->fds[fd];
@@ -108,9 +96,8 @@ void gh__io_read_done(int fd, ssize_t got, size_t asked)
         s->drained = false; /* EOF stays EOF; a full read may have left more */
         return;
     }
-    if (s->kind == GH__FD_UNKNOWN)
-        s->kind = fd_kind(fd);
-    s->drained = s->kind == GH__FD_STREAM;
+    uint8_t kind = gh__fd_kind(gh__tls_hub, fd);
+    s->drained = kind == GH__FD_STREAM || kind == GH__FD_PIPE;
 }
 
 int gh__io_read_prewait(int fd, int64_t timeout_ns, int64_t deadline)
@@ -138,6 +125,12 @@ ssize_t gh_read(int fd, void *buf, size_t n, int64_t timeout_ns)
     if (err)
         return err;
     int64_t deadline = gh__deadline(timeout_ns);
+    while (gh__op_usable(gh__tls_hub, fd, timeout_ns, deadline)) {
+        gh__op op = {.bop = {.code = GH_OP_RECV, .fd = fd, .buf = buf, .len = n}};
+        int r = gh__op_run(&op, GH_READ, deadline);
+        if (r != GH__OP_RETRY)
+            return r;
+    }
     err = gh__io_read_prewait(fd, timeout_ns, deadline);
     if (err)
         return err;
@@ -175,6 +168,20 @@ ssize_t gh_write_all(int fd, const void *buf, size_t n, int64_t timeout_ns)
     int64_t deadline = gh__deadline(timeout_ns);
     const char *p = buf;
     size_t left = n;
+    while (left > 0 && gh__op_usable(gh__tls_hub, fd, timeout_ns, deadline)) {
+        gh__op op = {.bop = {.code = GH_OP_SEND,
+                             .fd = fd,
+                             .flags = MSG_NOSIGNAL,
+                             .buf = (void *)p,
+                             .len = left}};
+        int r = gh__op_run(&op, GH_WRITE, deadline);
+        if (r == GH__OP_RETRY)
+            continue;
+        if (r < 0)
+            return r;
+        p += r;
+        left -= (size_t)r;
+    }
     bool is_socket = true; /* send(MSG_NOSIGNAL) so a closed peer is -EPIPE, not SIGPIPE */
     while (left > 0) {
         ssize_t r = fd_write_some(fd, p, left, &is_socket);
@@ -299,7 +306,19 @@ int gh_accept(int lfd, int64_t timeout_ns)
         return err;
     int64_t deadline = gh__deadline(timeout_ns);
     for (;;) {
-        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd;
+        if (gh__op_usable(gh__tls_hub, lfd, timeout_ns, deadline)) {
+            gh__op op = {.bop = {.code = GH_OP_ACCEPT,
+                                 .fd = lfd,
+                                 .flags = SOCK_NONBLOCK | SOCK_CLOEXEC}};
+            fd = gh__op_run(&op, GH_READ, deadline);
+            if (fd == GH__OP_RETRY || fd == -ECONNABORTED || fd == -EINTR)
+                continue;
+            if (fd < 0)
+                return fd;
+        } else {
+            fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        }
         if (fd >= 0) {
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -328,6 +347,21 @@ static int connect_addr(const struct sockaddr *sa, socklen_t len, int64_t deadli
         return -errno;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    gh_hub *h = gh__tls_hub;
+    while (!poll_only && gh__op_usable(h, fd, -1, deadline)) {
+        gh__op op = {.bop = {.code = GH_OP_CONNECT, .fd = fd, .buf = (void *)sa, .len = len}};
+        int err = gh__op_run(&op, GH_WRITE, deadline);
+        h = gh__tls_hub; /* a moved task goes on on its new hub */
+        if (err == GH__OP_RETRY)
+            continue;
+        if (err) {
+            gh_close(fd);
+            return err;
+        }
+        if (gh__fd_slot_reserve(h, fd) == 0)
+            h->fds[fd].nonblock_known = true;
+        return fd;
+    }
     if (connect(fd, sa, len) != 0) {
         int err;
         if (errno != EINPROGRESS) {
@@ -348,7 +382,7 @@ static int connect_addr(const struct sockaddr *sa, socklen_t len, int64_t deadli
             return err;
         }
     }
-    gh_hub *h = gh__tls_hub; /* after a wait, maybe another hub's (a moved task) */
+    h = gh__tls_hub; /* after a wait, maybe another hub's (a moved task) */
     if (gh__fd_slot_reserve(h, fd) == 0)
         h->fds[fd].nonblock_known = true;
     return fd;

@@ -29,6 +29,12 @@ ssize_t gh_recv(int fd, void *buf, size_t n, int flags, int64_t timeout_ns)
     if (err)
         return err;
     int64_t deadline = gh__deadline(timeout_ns);
+    while (gh__op_usable(gh__tls_hub, fd, timeout_ns, deadline)) {
+        gh__op op = {.bop = {.code = GH_OP_RECV, .fd = fd, .flags = flags, .buf = buf, .len = n}};
+        int r = gh__op_run(&op, GH_READ, deadline);
+        if (r != GH__OP_RETRY)
+            return r;
+    }
     bool peek = flags & MSG_PEEK; /* a peek drains nothing */
     if (!peek) {
         err = gh__io_read_prewait(fd, timeout_ns, deadline);
@@ -57,6 +63,16 @@ ssize_t gh_send(int fd, const void *buf, size_t n, int flags, int64_t timeout_ns
     if (err)
         return err;
     int64_t deadline = gh__deadline(timeout_ns);
+    while (gh__op_usable(gh__tls_hub, fd, timeout_ns, deadline)) {
+        gh__op op = {.bop = {.code = GH_OP_SEND,
+                             .fd = fd,
+                             .flags = flags | MSG_NOSIGNAL,
+                             .buf = (void *)buf,
+                             .len = n}};
+        int r = gh__op_run(&op, GH_WRITE, deadline);
+        if (r != GH__OP_RETRY)
+            return r;
+    }
     for (;;) {
         ssize_t r = send(fd, buf, n, flags | MSG_NOSIGNAL);
         if (r >= 0)
@@ -92,6 +108,13 @@ ssize_t gh_readv(int fd, const struct iovec *iov, int iovcnt, int64_t timeout_ns
     if (err)
         return err;
     int64_t deadline = gh__deadline(timeout_ns);
+    while (gh__op_usable(gh__tls_hub, fd, timeout_ns, deadline)) {
+        struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+        gh__op op = {.bop = {.code = GH_OP_RECVMSG, .fd = fd, .buf = &mh}};
+        int r = gh__op_run(&op, GH_READ, deadline);
+        if (r != GH__OP_RETRY)
+            return r;
+    }
     for (;;) {
         ssize_t r = readv(fd, iov, iovcnt);
         if (r >= 0)
@@ -153,8 +176,18 @@ ssize_t gh_writev(int fd, const struct iovec *iov, int iovcnt, int64_t timeout_n
             left--;
             continue;
         }
-        ssize_t r = net_writev_some(fd, cur, left, &is_socket);
-        if (r < 0) {
+        ssize_t r;
+        if (gh__op_usable(gh__tls_hub, fd, timeout_ns, deadline)) {
+            struct msghdr mh = {.msg_iov = cur, .msg_iovlen = (size_t)left};
+            gh__op op = {.bop = {.code = GH_OP_SENDMSG, .fd = fd, .flags = MSG_NOSIGNAL, .buf = &mh}};
+            r = gh__op_run(&op, GH_WRITE, deadline);
+            if (r == GH__OP_RETRY)
+                continue;
+            if (r < 0) {
+                result = r;
+                break;
+            }
+        } else if ((r = net_writev_some(fd, cur, left, &is_socket)) < 0) {
             err = gh__io_retry(fd, GH_WRITE, timeout_ns, deadline);
             if (err) {
                 result = err;

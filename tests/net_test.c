@@ -35,6 +35,7 @@
 #include <cmocka.h>
 
 #include "greenhub.h"
+#include "test_util.h"
 
 /* Internal (hub/resolve.h): the function the resolver threads call. */
 typedef int (*gh__getaddrinfo_fn)(const char *host, const char *service,
@@ -406,7 +407,8 @@ static void test_net_short_read_then_more(void **state)
     gh_hub_get_stats(gh_get_hub(), &before);
     assert_int_equal(gh_recv(b, buf, sizeof buf, 0, GH_SEC), 2);
     gh_hub_get_stats(gh_get_hub(), &after);
-    assert_int_equal(after.switches, before.switches);
+    /* Handed to the kernel, the recv costs one park (there and back) and no more. */
+    assert_int_equal(after.switches - before.switches, hub_uses_ops() ? 2 : 0);
     /* Drained and nothing comes: the timeout holds, and timeout 0 only polls. */
     t0 = gh_now();
     assert_int_equal(gh_recv(b, buf, sizeof buf, 0, 30 * GH_MSEC), -ETIMEDOUT);

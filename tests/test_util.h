@@ -9,12 +9,27 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+#include "greenhub_backend.h"
 
 /* Every test ends with this: the calling thread's hub (if any) closes clean. */
 static inline void end_clean(void)
 {
     assert_int_equal(gh_hub_close(), 0);
+}
+
+/*
+ * The calling thread's hub hands socket calls to its backend (a completion
+ * backend, unless GREENHUB_COMPLETION=0 says to wait for readiness).
+ */
+static inline bool hub_uses_ops(void)
+{
+    const gh_backend_ops *ops = gh_backend_find(gh_hub_backend(gh_get_hub()));
+    const char *env = getenv("GREENHUB_COMPLETION");
+    return ops && (ops->caps & GH_BACKEND_COMPLETION) && !(env && strcmp(env, "0") == 0);
 }
 
 /* Sleep the thread (not green): for plain threads and for making a hub wait. */
