@@ -111,8 +111,8 @@ typedef struct uring_state {
     int ndirty;
     int *batch; /* fds with pending events; cap 2 * nfds (see uring_dispatch) */
     int nbatch;
-    int ops_ok;                    /* the kernel has every op submit may make (probed at init) */
-    gh_backend_op *done_head;      /* finished ops, not yet reported (FIFO) */
+    int ops_ok;               /* the kernel has every op submit may make (probed at init) */
+    gh_backend_op *done_head; /* finished ops, not yet reported (FIFO) */
     gh_backend_op **done_tail;
 } uring_state;
 
@@ -403,8 +403,8 @@ static int uring_backend_init(void **state)
 
     probe = io_uring_get_probe_ring(&s->ring);
     if (probe) {
-        static const int needed[] = {IORING_OP_RECV,    IORING_OP_SEND,    IORING_OP_RECVMSG,
-                                     IORING_OP_SENDMSG, IORING_OP_ACCEPT,  IORING_OP_CONNECT,
+        static const int needed[] = {IORING_OP_RECV,        IORING_OP_SEND,   IORING_OP_RECVMSG,
+                                     IORING_OP_SENDMSG,     IORING_OP_ACCEPT, IORING_OP_CONNECT,
                                      IORING_OP_ASYNC_CANCEL};
         s->ops_ok = 1;
         for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++)

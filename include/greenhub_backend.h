@@ -113,14 +113,14 @@ typedef void (*gh_backend_done_fn)(gh_backend_op *op, int result);
  * the backend reads it at submit and may keep a pointer to it.
  */
 struct gh_backend_op {
-    int code;  /**< enum gh_backend_opcode */
-    int fd;    /**< the socket */
-    int flags; /**< MSG_* for RECV/SEND/RECVMSG/SENDMSG; SOCK_* for ACCEPT */
-    void *buf; /**< data, or the struct msghdr / struct sockaddr the code names */
-    size_t len;               /**< bytes of data, or the sockaddr's length */
-    gh_backend_done_fn done;  /**< told the result, from poll, exactly once */
-    gh_backend_op *next;      /**< the backend's own while it holds the op */
-    int result;               /**< the backend's own while it holds the op */
+    int code;                /**< enum gh_backend_opcode */
+    int fd;                  /**< the socket */
+    int flags;               /**< MSG_* for RECV/SEND/RECVMSG/SENDMSG; SOCK_* for ACCEPT */
+    void *buf;               /**< data, or the struct msghdr / struct sockaddr the code names */
+    size_t len;              /**< bytes of data, or the sockaddr's length */
+    gh_backend_done_fn done; /**< told the result, from poll, exactly once */
+    gh_backend_op *next;     /**< the backend's own while it holds the op */
+    int result;              /**< the backend's own while it holds the op */
 };
 
 typedef struct gh_backend_ops {

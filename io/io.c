@@ -308,9 +308,8 @@ int gh_accept(int lfd, int64_t timeout_ns)
     for (;;) {
         int fd;
         if (gh__op_usable(gh__tls_hub, lfd, timeout_ns, deadline)) {
-            gh__op op = {.bop = {.code = GH_OP_ACCEPT,
-                                 .fd = lfd,
-                                 .flags = SOCK_NONBLOCK | SOCK_CLOEXEC}};
+            gh__op op = {
+                .bop = {.code = GH_OP_ACCEPT, .fd = lfd, .flags = SOCK_NONBLOCK | SOCK_CLOEXEC}};
             fd = gh__op_run(&op, GH_READ, deadline);
             if (fd == GH__OP_RETRY || fd == -ECONNABORTED || fd == -EINTR)
                 continue;

@@ -179,7 +179,8 @@ ssize_t gh_writev(int fd, const struct iovec *iov, int iovcnt, int64_t timeout_n
         ssize_t r;
         if (gh__op_usable(gh__tls_hub, fd, timeout_ns, deadline)) {
             struct msghdr mh = {.msg_iov = cur, .msg_iovlen = (size_t)left};
-            gh__op op = {.bop = {.code = GH_OP_SENDMSG, .fd = fd, .flags = MSG_NOSIGNAL, .buf = &mh}};
+            gh__op op = {
+                .bop = {.code = GH_OP_SENDMSG, .fd = fd, .flags = MSG_NOSIGNAL, .buf = &mh}};
             r = gh__op_run(&op, GH_WRITE, deadline);
             if (r == GH__OP_RETRY)
                 continue;
