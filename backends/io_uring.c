@@ -1,7 +1,25 @@
 /*
- * io_uring.c — readiness through io_uring (liburing), IORING_OP_POLL_ADD.
+ * io_uring.c — io_uring (liburing): socket ops run by the kernel
+ * (GH_BACKEND_COMPLETION), readiness through IORING_OP_POLL_ADD for the rest.
  *
- * Quirks:
+ * Quirks of the completion path:
+ *  - submit only queues the op's SQE (user_data: the op's address under the
+ *    URING_UD_OP tag); the next poll submits it with everything else in the
+ *    io_uring_enter that waits. A full SQ is submitted on the spot.
+ *  - An op's CQE is queued and reported at the end of poll, after the fds,
+ *    in CQ order; a CQE harvested outside poll (a full SQ) waits for the
+ *    next one, so done callbacks only ever run inside poll.
+ *  - cancel submits its ASYNC_CANCEL at once, as forgetting an fd does its
+ *    POLL_REMOVE: the hub may close the fd next, and the op holds the file.
+ *    The op's own CQE (-ECANCELED, or its result if it won) follows.
+ *  - The opcodes are probed at init (5.6+ has the probe; RECV, SEND,
+ *    ACCEPT, CONNECT are 5.5+, RECVMSG/SENDMSG 5.3+); where one is missing,
+ *    submit answers -ENOSYS and the hub waits for readiness instead.
+ *  - The sockets stay O_NONBLOCK (the readiness path needs it): io_uring
+ *    still arms its internal poll for a socket op that would block, and
+ *    only a MSG_DONTWAIT from the caller makes it complete with -EAGAIN.
+ *
+ * Quirks of the readiness path:
  *  - watch() only records the interest and puts the fd on a dirty list; the
  *    poll SQEs are made and submitted by the next poll(), in the same
  *    io_uring_enter that waits. Changes take effect when the hub next polls.
@@ -375,14 +393,30 @@ static int uring_backend_init(void **state)
     uring_state *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
+    /*
+     * Task work without an interrupt (COOP_TASKRUN, 5.19+): the hub's thread
+     * enters the kernel at every poll anyway, and runs it then. Not
+     * DEFER_TASKRUN: it holds task work back until the next reaping enter,
+     * and with it the file reference of a removed poll or cancelled op, so a
+     * close would not send FIN until the next poll (and multishot polls stop
+     * re-checking the level). An older kernel refuses flags it lacks with
+     * -EINVAL: then the next set. GREENHUB_IO_URING_SETUP=plain skips it.
+     */
+    static const unsigned setups[] = {
+        IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+        IORING_SETUP_CQSIZE, 0, /* no CQSIZE before 5.5 */
+    };
+    const char *setup = getenv("GREENHUB_IO_URING_SETUP");
+    size_t first = setup && strcmp(setup, "plain") == 0 ? 1 : 0;
     struct io_uring_params p;
-    memset(&p, 0, sizeof(p));
-    p.flags = IORING_SETUP_CQSIZE;
-    p.cq_entries = URING_CQ_ENTRIES;
-    int ret = io_uring_queue_init_params(URING_SQ_ENTRIES, &s->ring, &p);
-    if (ret == -EINVAL || ret == -ENOMEM) { /* no CQSIZE before 5.5; memlock before 5.12 */
+    int ret = -EINVAL;
+    for (size_t i = first; i < sizeof setups / sizeof setups[0]; i++) {
         memset(&p, 0, sizeof(p));
+        p.flags = setups[i];
+        p.cq_entries = URING_CQ_ENTRIES;
         ret = io_uring_queue_init_params(URING_SQ_ENTRIES, &s->ring, &p);
+        if (ret != -EINVAL && ret != -ENOMEM) /* -ENOMEM: memlock, before 5.12 */
+            break;
     }
     if (ret < 0) {
         free(s);

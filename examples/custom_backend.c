@@ -2,7 +2,8 @@
  * custom_backend.c — a third-party backend plugged into a hub.
  *
  * "tiny-epoll" below is a complete backend in ~130 lines: a private state
- * struct and the five functions of gh_backend_ops, ABI 2
+ * struct and the five functions of gh_backend_ops, ABI 3 (a readiness
+ * backend: no submit or cancel)
  * (include/greenhub_backend.h; docs/backends.md is the guide). It is
  * level-triggered epoll, as the hub expects, and keeps the contract's finer
  * points:
@@ -173,7 +174,7 @@ static int tiny_poll(void *state, int64_t timeout_ns, gh_backend_ready_fn ready,
 }
 
 static const gh_backend_ops tiny_epoll = {
-    .abi = GH_BACKEND_ABI, /* 2 */
+    .abi = GH_BACKEND_ABI, /* 3 */
     .name = "tiny-epoll",
     .caps = 0, /* no GH_BACKEND_FILES_READY (epoll: -EPERM), no GH_BACKEND_READ_FIRST */
     .init = tiny_init,

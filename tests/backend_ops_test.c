@@ -942,7 +942,8 @@ static void test_backend_caps_match_files(void **state)
     fixture *f = *state;
     NEED_BACKEND(f);
     unsigned caps = f->bc->ops->caps;
-    assert_int_equal(caps & ~(GH_BACKEND_FILES_READY | GH_BACKEND_READ_FIRST), 0u);
+    assert_int_equal(
+        caps & ~(GH_BACKEND_FILES_READY | GH_BACKEND_READ_FIRST | GH_BACKEND_COMPLETION), 0u);
 
     const char *dir = getenv("TEST_TMPDIR");
     char path[4096];
@@ -1065,14 +1066,15 @@ static void test_registry(void **state)
     /* What each declares (test_backend_caps_match_files checks FILES_READY
      * against what each really does with a regular file). */
     static const unsigned caps[] = {
-        0,                                              /* epoll: -EPERM */
-        GH_BACKEND_FILES_READY,                         /* poll */
-        GH_BACKEND_FILES_READY,                         /* select */
-        GH_BACKEND_FILES_READY | GH_BACKEND_READ_FIRST, /* io_uring: a wait is a re-arm */
-        GH_BACKEND_FILES_READY,                         /* libev: its own EPERM fallback */
-        0,                                              /* libevent (on epoll): -EPERM */
+        0,                      /* epoll: -EPERM */
+        GH_BACKEND_FILES_READY, /* poll */
+        GH_BACKEND_FILES_READY, /* select */
+        GH_BACKEND_FILES_READY | GH_BACKEND_READ_FIRST |
+            GH_BACKEND_COMPLETION, /* io_uring: a wait is a re-arm; it runs socket ops */
+        GH_BACKEND_FILES_READY,    /* libev: its own EPERM fallback */
+        0,                         /* libevent (on epoll): -EPERM */
     };
-    assert_int_equal(GH_BACKEND_ABI, 2);
+    assert_int_equal(GH_BACKEND_ABI, 3);
     const gh_backend_ops *const *list = gh_backend_list();
     size_t n = 0;
     for (; list[n]; n++) {
@@ -1085,6 +1087,10 @@ static void test_registry(void **state)
         assert_non_null(list[n]->destroy);
         assert_non_null(list[n]->watch);
         assert_non_null(list[n]->poll);
+        /* submit and cancel exactly where the completion path is declared */
+        int completion = (list[n]->caps & GH_BACKEND_COMPLETION) != 0;
+        assert_int_equal(list[n]->submit != NULL, completion);
+        assert_int_equal(list[n]->cancel != NULL, completion);
     }
     assert_int_equal(n, 6);
     errno = 0;
@@ -1189,12 +1195,17 @@ static void test_hub_refuses_abi_1(void **state)
     assert_int_equal(gh_use_hub_backend(&v1), -EINVAL);
     assert_int_equal(gh_use_hub_backend(&v3), -EINVAL);
     assert_string_equal(gh_hub_backend(gh_get_hub()), "poll");
-    /* The same table at ABI 2 is taken. */
-    static gh_backend_ops v2;
-    v2 = gh_backend_poll;
-    v2.name = "poll-copy";
-    assert_int_equal(gh_use_hub_backend(&v2), 0);
+    /* The same table at ABI 3 is taken, and at ABI 2 (no completion path) too. */
+    static gh_backend_ops v2, cur;
+    cur = gh_backend_poll;
+    cur.name = "poll-copy";
+    assert_int_equal(gh_use_hub_backend(&cur), 0);
     assert_string_equal(gh_hub_backend(gh_get_hub()), "poll-copy");
+    v2 = gh_backend_poll;
+    v2.abi = 2;
+    v2.name = "poll-abi2";
+    assert_int_equal(gh_use_hub_backend(&v2), 0);
+    assert_string_equal(gh_hub_backend(gh_get_hub()), "poll-abi2");
     assert_int_equal(gh_hub_close(), 0);
 }
 

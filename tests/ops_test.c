@@ -357,6 +357,34 @@ static void test_ops_move_reader(void **state)
     end_clean();
 }
 
+/* A live swap while a read is in flight: the read goes on, on the new backend. */
+static void test_ops_swap_under_reader(void **state)
+{
+    (void)state;
+    int a, b;
+    tcp_pair(&a, &b);
+    const char *was = gh_hub_backend(gh_get_hub());
+    const char *to = strcmp(was, "poll") == 0 ? "io_uring" : "poll";
+    call c = {.kind = CALL_READ, .fd = b, .timeout = 5 * GH_SEC};
+    gh_task *t = call_start(&c);
+    int err = gh_use_hub(to);
+    if (err == -ENOENT || err == -ENOSYS || err == -EPERM)
+        to = "select", err = gh_use_hub(to); /* io_uring left out of the build, or refused */
+    assert_int_equal(err, 0);
+    assert_string_equal(gh_hub_backend(gh_get_hub()), to);
+    assert_int_equal(gh_send(a, "swapped", 7, 0, GH_SEC), 7);
+    call_finish(t, &c, 7);
+    assert_memory_equal(c.buf, "swapped", 7);
+    /* And back, with nobody reading. */
+    assert_int_equal(gh_use_hub(was), 0);
+    assert_int_equal(gh_send(a, "x", 1, 0, GH_SEC), 1);
+    char got[4];
+    assert_int_equal(gh_read(b, got, sizeof got, GH_SEC), 1);
+    assert_int_equal(gh_close(a), 0);
+    assert_int_equal(gh_close(b), 0);
+    end_clean();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -368,6 +396,7 @@ int main(void)
         cmocka_unit_test(test_ops_accept_close),
         cmocka_unit_test(test_ops_write_timeout_kill_close),
         cmocka_unit_test(test_ops_move_reader),
+        cmocka_unit_test(test_ops_swap_under_reader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
