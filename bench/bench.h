@@ -81,14 +81,14 @@ static inline const char *bench_fmt(char *buf, size_t n, double v, const char *u
     return buf;
 }
 
-#define BENCH_COLS "%-40s %22s   %-30s %12s %9s  %-10s %s\n"
+#define BENCH_COLS "%-58s %14s   %-30s %12s %7s  %-9s %s\n"
 
 static inline void bench_table_header(const char *title)
 {
     printf("\n%s\n", title);
     printf(BENCH_COLS, "measure", "greenhub", "reference", "ref value", "ratio", "target",
            "verdict");
-    printf("%.*s\n", 140,
+    printf("%.*s\n", 154,
            "-----------------------------------------------------------------------------------"
            "-----------------------------------------------------------------------------------");
 }
