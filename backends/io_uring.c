@@ -15,6 +15,10 @@
  *  - The opcodes are probed at init (5.6+ has the probe; RECV, SEND,
  *    ACCEPT, CONNECT are 5.5+, RECVMSG/SENDMSG 5.3+); where one is missing,
  *    submit answers -ENOSYS and the hub waits for readiness instead.
+ *  - GH_OP_POLL_FIRST (the hub's last read of the socket was short) becomes
+ *    IORING_RECVSEND_POLL_FIRST on a recv, where the kernel has it: the op
+ *    arms its poll at once instead of first failing a recv with EAGAIN, as
+ *    the readiness path waits before reading a drained stream (io/io.c).
  *  - The sockets stay O_NONBLOCK (the readiness path needs it): io_uring
  *    still arms its internal poll for a socket op that would block, and
  *    only a MSG_DONTWAIT from the caller makes it complete with -EAGAIN.
@@ -130,6 +134,7 @@ typedef struct uring_state {
     int *batch; /* fds with pending events; cap 2 * nfds (see uring_dispatch) */
     int nbatch;
     int ops_ok;               /* the kernel has every op submit may make (probed at init) */
+    int poll_first_ok;        /* IORING_RECVSEND_POLL_FIRST is known (5.19+, with OP_SOCKET) */
     gh_backend_op *done_head; /* finished ops, not yet reported (FIFO) */
     gh_backend_op **done_tail;
 } uring_state;
@@ -443,6 +448,8 @@ static int uring_backend_init(void **state)
         s->ops_ok = 1;
         for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++)
             s->ops_ok &= io_uring_opcode_supported(probe, needed[i]) != 0;
+        /* Older kernels refuse a recv whose ioprio is not 0: 5.19 brought both. */
+        s->poll_first_ok = io_uring_opcode_supported(probe, IORING_OP_SOCKET) != 0;
         io_uring_free_probe(probe);
     }
     s->done_tail = &s->done_head;
@@ -568,6 +575,9 @@ static int uring_backend_submit(void *state, gh_backend_op *op)
     switch (op->code) {
     case GH_OP_RECV:
         io_uring_prep_recv(sqe, op->fd, op->buf, op->len, op->flags);
+        /* The socket was drained: arm the kernel's poll without a recv bound to fail. */
+        if ((op->hints & GH_OP_POLL_FIRST) && s->poll_first_ok)
+            sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
         break;
     case GH_OP_SEND:
         io_uring_prep_send(sqe, op->fd, op->buf, op->len, op->flags);

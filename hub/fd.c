@@ -219,10 +219,11 @@ void gh__fd_op_release(gh_hub *h, int fd, gh_task *t)
         s->writer = NULL;
     s->op_dirs &= (uint8_t)~dirs;
     fd_stat_waiters(h, -1);
-    gh__fdent *e = gh__fdent_find(fd);
-    uint64_t bit = gh__hub_bit(h);
-    if (e && !s->interest && !s->op_dirs && bit != (uint64_t)1 << 63)
-        atomic_fetch_and(&e->hubs, ~bit);
+    /*
+     * The hub's bit in the fd's entry stays: the next op (a reply, the next
+     * read) would set it again at once, an atomic write per op. Stale, it
+     * costs only a message to this hub at a close from another.
+     */
 }
 
 static int fd_poll_now(int fd, int events)

@@ -260,7 +260,8 @@ enum { GH__OP_IDLE, GH__OP_INFLIGHT, GH__OP_CANCELLING, GH__OP_DONE };
  */
 bool gh__op_usable(gh_hub *h, int fd, int64_t timeout_ns, int64_t deadline);
 /*
- * Hand @op (bop filled: code, fd, flags, buf, len) to the calling thread's
+ * Right after gh__op_usable said yes (it reserved the fd's slot), hand @op
+ * (bop filled: code, fd, flags, hints, buf, len) to the calling thread's
  * hub and park until it is done, its fd slot direction @dir held. A
  * deadline, kill or close cancels it, and this waits for the cancellation,
  * so the kernel never touches the buffer after the return. Returns the

@@ -98,12 +98,10 @@ int gh__op_run(gh__op *op, int dir, int64_t deadline)
     gh__sched *s = &h->sched;
     gh_task *t = s->current;
     int fd = op->bop.fd;
-    int err = gh__can_block(s);
+    int err = gh__can_block(s); /* a loop's next op (gh_write_all) of a killed task */
     if (err)
         return err;
-    if ((err = gh__fd_slot_reserve(h, fd)) != 0)
-        return err;
-    if (fd == h->inbox.wake_rfd)
+    if (fd == h->inbox.wake_rfd) /* the slot: reserved by gh__op_usable, just before */
         return -EINVAL;
     if ((err = gh__fd_op_hold(h, fd, dir, t)) != 0)
         return err;

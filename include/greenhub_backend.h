@@ -103,6 +103,9 @@ enum gh_backend_opcode {
     GH_OP_CONNECT,  /* connect(fd, buf as struct sockaddr *, len) */
 };
 
+/** gh_backend_op.hints: what the hub believes, which a backend may use or ignore. */
+#define GH_OP_POLL_FIRST 0x1u /* nothing to read now (the last read was short): wait, then try */
+
 typedef struct gh_backend_op gh_backend_op;
 /** Called by poll once per finished op: @result is the syscall's return, or -errno. */
 typedef void (*gh_backend_done_fn)(gh_backend_op *op, int result);
@@ -116,6 +119,7 @@ struct gh_backend_op {
     int code;                /**< enum gh_backend_opcode */
     int fd;                  /**< the socket */
     int flags;               /**< MSG_* for RECV/SEND/RECVMSG/SENDMSG; SOCK_* for ACCEPT */
+    unsigned hints;          /**< GH_OP_* hints, 0 for none */
     void *buf;               /**< data, or the struct msghdr / struct sockaddr the code names */
     size_t len;              /**< bytes of data, or the sockaddr's length */
     gh_backend_done_fn done; /**< told the result, from poll, exactly once */

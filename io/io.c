@@ -100,6 +100,15 @@ void gh__io_read_done(int fd, ssize_t got, size_t asked)
     s->drained = kind == GH__FD_STREAM || kind == GH__FD_PIPE;
 }
 
+unsigned gh__io_read_hints(int fd)
+{
+    gh__fdslot *s = &gh__tls_hub->fds[fd];
+    if (!s->drained)
+        return 0;
+    s->drained = false;
+    return GH_OP_POLL_FIRST;
+}
+
 int gh__io_read_prewait(int fd, int64_t timeout_ns, int64_t deadline)
 {
     gh_hub *h = gh__tls_hub;
@@ -127,7 +136,10 @@ ssize_t gh_read(int fd, void *buf, size_t n, int64_t timeout_ns)
     int64_t deadline = gh__deadline(timeout_ns);
     while (gh__op_usable(gh__tls_hub, fd, timeout_ns, deadline)) {
         gh__op op = {.bop = {.code = GH_OP_RECV, .fd = fd, .buf = buf, .len = n}};
+        op.bop.hints = gh__io_read_hints(fd);
         int r = gh__op_run(&op, GH_READ, deadline);
+        if (r >= 0)
+            gh__io_read_done(fd, r, n);
         if (r != GH__OP_RETRY)
             return r;
     }

@@ -32,6 +32,8 @@ int gh__io_retry(int fd, int events, int64_t timeout_ns, int64_t deadline);
  * 0 to go on and read, else the negative errno to return.
  */
 int gh__io_read_prewait(int fd, int64_t timeout_ns, int64_t deadline);
+/* A read handed to the backend: GH_OP_POLL_FIRST when the last one drained @fd. */
+unsigned gh__io_read_hints(int fd);
 /* After a read of @asked bytes returned @got >= 0: remember whether it drained @fd. */
 void gh__io_read_done(int fd, ssize_t got, size_t asked);
 /* Parse an IP literal or "localhost" into @ss (never blocks); -EINVAL otherwise. */

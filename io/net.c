@@ -31,7 +31,11 @@ ssize_t gh_recv(int fd, void *buf, size_t n, int flags, int64_t timeout_ns)
     int64_t deadline = gh__deadline(timeout_ns);
     while (gh__op_usable(gh__tls_hub, fd, timeout_ns, deadline)) {
         gh__op op = {.bop = {.code = GH_OP_RECV, .fd = fd, .flags = flags, .buf = buf, .len = n}};
+        bool peek = flags & MSG_PEEK; /* a peek drains nothing */
+        op.bop.hints = peek ? 0 : gh__io_read_hints(fd);
         int r = gh__op_run(&op, GH_READ, deadline);
+        if (r >= 0 && !peek)
+            gh__io_read_done(fd, r, n);
         if (r != GH__OP_RETRY)
             return r;
     }
