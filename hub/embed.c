@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "hub/hub.h"
+#include "sched/log.h"
 
 struct gh__embed {
     int epfd;           /* what gh_hub_fd returns */
@@ -162,7 +163,14 @@ int gh_hub_fd(void)
     embed_internal(e->tfd, true);
     e->armed_when = -1;
     h->embed = e;
-    h->complete = false; /* the hub fd mirrors readiness; ops would leave it blind */
+    /*
+     * The hub fd mirrors readiness: a backend op's completion would not make
+     * it readable. Ops in flight are cancelled and made again by readiness.
+     */
+    h->complete = false;
+    if (h->ops_inflight && gh__ops_drain(h) != 0)
+        gh__log(GH_LOG_WARN, "gh_hub_fd: %u backend ops would not end; they finish at a later poll",
+                h->ops_inflight);
     for (int fd = 0; fd < h->nfds; fd++)
         if (h->fds[fd].interest && fd != h->inbox.wake_rfd)
             gh__embed_mirror(h, fd, 0, h->fds[fd].interest);

@@ -364,7 +364,9 @@ static int connect_addr(const struct sockaddr *sa, socklen_t len, int64_t deadli
         int err = gh__op_run(&op, GH_WRITE, deadline);
         h = gh__tls_hub; /* a moved task goes on on its new hub */
         if (err == GH__OP_RETRY)
-            continue;
+            continue; /* the handshake goes on: connect() below says EALREADY or EISCONN */
+        if (err == -EINPROGRESS || err == -EALREADY)
+            break; /* the kernel would not wait for it: readiness does */
         if (err) {
             gh_close(fd);
             return err;
@@ -373,9 +375,10 @@ static int connect_addr(const struct sockaddr *sa, socklen_t len, int64_t deadli
             h->fds[fd].nonblock_known = true;
         return fd;
     }
-    if (connect(fd, sa, len) != 0) {
+    /* Again after a cancelled op: EALREADY while it is under way, EISCONN once done. */
+    if (connect(fd, sa, len) != 0 && errno != EISCONN) {
         int err;
-        if (errno != EINPROGRESS) {
+        if (errno != EINPROGRESS && errno != EALREADY) {
             err = -errno;
             close(fd);
             return err;

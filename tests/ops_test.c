@@ -295,6 +295,70 @@ static void test_ops_write_timeout_kill_close(void **state)
     end_clean();
 }
 
+/* ----------------------------------------------------------- connect */
+
+typedef struct connector {
+    int port;
+    int64_t timeout;
+    int result;
+    atomic_bool started;
+} connector;
+
+static void connect_task(void *arg)
+{
+    connector *c = arg;
+    atomic_store(&c->started, true);
+    c->result = gh_connect("127.0.0.1", c->port, c->timeout);
+    if (c->result >= 0)
+        gh_close(c->result);
+}
+
+/*
+ * A listener nobody accepts on, its queue full: the kernel drops the next
+ * SYN, so a connect stays under way until its deadline or a kill.
+ */
+static void test_ops_connect_timeout_and_kill(void **state)
+{
+    (void)state;
+    int lfd = gh_listen("127.0.0.1", 0, 1);
+    assert_true(lfd >= 0);
+    int port = local_port(lfd);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fill[4], nfill = 0;
+    for (; nfill < 4; nfill++) {
+        fill[nfill] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        assert_true(fill[nfill] >= 0);
+        connect(fill[nfill], (struct sockaddr *)&sin, sizeof sin);
+    }
+    assert_int_equal(gh_sleep(20 * GH_MSEC), 0);
+
+    connector c = {.port = port, .timeout = 80 * GH_MSEC};
+    int64_t t0 = gh_now();
+    gh_task *t = gh_spawn(connect_task, &c);
+    assert_non_null(t);
+    assert_int_equal(gh_join(t, 5 * GH_SEC), 0);
+    gh_task_release(t);
+    assert_int_equal(c.result, -ETIMEDOUT);
+    assert_true(gh_now() - t0 >= 80 * GH_MSEC);
+
+    connector k = {.port = port, .timeout = GH_FOREVER};
+    t = gh_spawn(connect_task, &k);
+    assert_non_null(t);
+    while (!atomic_load(&k.started))
+        assert_int_equal(gh_sleep(GH_MSEC), 0);
+    assert_int_equal(gh_sleep(20 * GH_MSEC), 0);
+    assert_int_equal(gh_kill(t), 0);
+    assert_int_equal(gh_join(t, 5 * GH_SEC), 0);
+    gh_task_release(t);
+    assert_int_equal(k.result, -ECANCELED);
+
+    for (int i = 0; i < nfill; i++)
+        close(fill[i]);
+    assert_int_equal(gh_close(lfd), 0);
+    end_clean();
+}
+
 /* ------------------------------------------------------------- moves */
 
 typedef struct mover {
@@ -395,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_ops_accept_timeout_and_kill),
         cmocka_unit_test(test_ops_accept_close),
         cmocka_unit_test(test_ops_write_timeout_kill_close),
+        cmocka_unit_test(test_ops_connect_timeout_and_kill),
         cmocka_unit_test(test_ops_move_reader),
         cmocka_unit_test(test_ops_swap_under_reader),
     };
