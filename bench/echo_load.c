@@ -399,6 +399,9 @@ int echo_server_start(echo_server *s, echo_kind kind, const char *backend)
         fn = kind == ECHO_RAW_EPOLL ? raw_epoll_main : raw_uring_main;
     }
     BENCH_CHECK(pthread_create(&s->thread, NULL, fn, s) == 0, "pthread_create");
+    /* perf report --comm echo-server / echo-load: the server's profile apart from the load's. */
+    pthread_setname_np(s->thread, "echo-server");
+    pthread_setname_np(pthread_self(), "echo-load");
     int st;
     while ((st = atomic_load(&s->started)) == 0)
         sleep_ms(1);

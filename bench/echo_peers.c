@@ -158,8 +158,9 @@ static void table(int sc, int rounds)
             cpu_row(sc, p, URING, rounds, gh_uring ? "<= 1.05x" : "", 1.05);
         rate_row(sc, p, p == EPOLL ? URING : EPOLL, rounds, gh_epoll ? ">= 0.97x" : "", 0.97);
         snprintf(m, sizeof m, "%s, CPU: server / client", peers[p].name);
-        printf("%-58s %7.0f%% / %2.0f%%   (sum over 100%%: the two ran on two CPUs)\n", m,
-               med(sc, p, rounds, 3), med(sc, p, rounds, 2));
+        double sv = med(sc, p, rounds, 3), cl = med(sc, p, rounds, 2);
+        printf("%-58s %7.0f%% / %2.0f%%   (%s)\n", m, sv, cl,
+               sv + cl > 110 ? "side by side, on both CPUs" : "mostly on one CPU, in turn");
     }
 }
 
