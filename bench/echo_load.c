@@ -110,18 +110,26 @@ static void *raw_epoll_main(void *arg)
 /* ------------------------------------------------------ raw liburing */
 
 /*
- * As fast as we could make it on 6.18 (median server CPU per round trip over
- * interleaved runs of //bench:echo_peers, 64 active, depth 4): a ring with
- * SINGLE_ISSUER | DEFER_TASKRUN, multishot accept into fixed (direct) files,
- * one multishot recv per connection into a provided buffer ring, the echo
- * sent from that buffer (fixed file) and the buffer handed back on the send's
- * completion, one io_uring_submit_and_wait per iteration. The variants
- * measured against it (echo_server_start's @backend names one; they run side
- * by side with `echo_peers --variants`):
- *   "plain"   no fixed files (accept into ordinary fds)
- *   "single"  single-shot recv into a per-connection buffer, then the send
- *             linked to the next recv (IOSQE_IO_LINK), its own CQE skipped
- *   "taskrun" COOP_TASKRUN instead of DEFER_TASKRUN
+ * As fast as we could make it on 6.18: a ring with SINGLE_ISSUER |
+ * DEFER_TASKRUN, multishot accept into fixed (direct) files, one multishot
+ * recv per connection into a provided buffer ring, the echo sent from that
+ * buffer (fixed file) and the buffer handed back on the send's completion,
+ * one io_uring_submit_and_wait per iteration. The variants measured against
+ * it (echo_server_start's @backend names one; `echo_peers --variants` runs
+ * them side by side), as server CPU per round trip over the default's, the
+ * median of per-round ratios, 64 active and 1,000 idle + 64, four runs of
+ * 7-9 rounds:
+ *   "coop"    COOP_TASKRUN instead of DEFER_TASKRUN: 1.01-1.07x with server
+ *             and load side by side on two CPUs, but 0.90-0.98x when they
+ *             take turns on one CPU (it batches ~26 round trips per wait
+ *             against ~16): no clear winner; DEFER_TASKRUN kept for the case
+ *             this benchmark is about, a server that is the bottleneck
+ *   "plain"   no fixed files (accept into ordinary fds): 0.94-1.05x, no
+ *             measurable difference
+ *   "single"  single-shot recv into a per-connection buffer, the send linked
+ *             to the next recv (IOSQE_IO_LINK), its own CQE skipped:
+ *             0.98-1.05x
+ *   "ipi"     neither COOP_ nor DEFER_TASKRUN: ~1.35x on two CPUs
  */
 enum { URING_NBUF = 1024, URING_FILES = 8192, URING_CONNS = 8192 };
 enum { TAG_ACCEPT = 1, TAG_RECV, TAG_SEND, TAG_STOP, TAG_CLOSE };
@@ -197,7 +205,10 @@ static void *raw_uring_main(void *arg)
     u->multishot = strcmp(v, "single") != 0;
     struct io_uring_params p = {0};
     p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_CQSIZE;
-    p.flags |= strcmp(v, "taskrun") == 0 ? IORING_SETUP_COOP_TASKRUN : IORING_SETUP_DEFER_TASKRUN;
+    if (strcmp(v, "coop") == 0)
+        p.flags |= IORING_SETUP_COOP_TASKRUN;
+    else if (strcmp(v, "ipi") != 0)
+        p.flags |= IORING_SETUP_DEFER_TASKRUN;
     p.cq_entries = 16384;
     int err = io_uring_queue_init_params(1024, &u->ring, &p);
     BENCH_CHECK(err == 0, "io_uring_queue_init_params: %s", strerror(-err));

@@ -45,11 +45,9 @@ static const peer main_peers[] = {
 
 /* --variants: the raw liburing loop's variants (echo_load.c) side by side. */
 static const peer variant_peers[] = {
-    {"raw epoll", ECHO_RAW_EPOLL, NULL},
-    {"raw liburing", ECHO_RAW_URING, NULL},
-    {"liburing plain", ECHO_RAW_URING, "plain"},
-    {"liburing single", ECHO_RAW_URING, "single"},
-    {"liburing taskrun", ECHO_RAW_URING, "taskrun"},
+    {"raw epoll", ECHO_RAW_EPOLL, NULL},           {"raw liburing", ECHO_RAW_URING, NULL},
+    {"liburing coop", ECHO_RAW_URING, "coop"},     {"liburing plain", ECHO_RAW_URING, "plain"},
+    {"liburing single", ECHO_RAW_URING, "single"}, {"liburing ipi", ECHO_RAW_URING, "ipi"},
 };
 
 static const peer *peers = main_peers;
@@ -101,7 +99,7 @@ static void print_run(const char *name, int idle, int round, const echo_result *
            "%3.0f%% (%s)  %5.1f rt/loop",
            round, name, idle ? "1,000 idle + 64 active" : "64 active", e->rate / 1e3,
            e->server_ns / 1e3, e->server_pct, e->client_pct,
-           e->server_pct + e->client_pct > 110 ? "2 CPUs" : "1 CPU", e->per_iter);
+           e->server_pct + e->client_pct > 110 ? "side by side" : "in turn", e->per_iter);
     /* Work on the process's other threads (io-wq...) would flatter the server thread's clock. */
     if (e->other_pct > 2)
         printf("  (+%.0f%% on other threads)", e->other_pct);
