@@ -509,6 +509,7 @@ static bool server_ready(echo_server *s, int n)
 
 bool echo_load_open(echo_load *l, echo_server *s, int idle)
 {
+    memset(send_buf, 'g', sizeof send_buf);
     memset(l->inflight, 0, sizeof l->inflight);
     for (int i = 0; i < idle; i++)
         l->fds[ECHO_ACTIVE + i] = client_connect(s->port);
@@ -588,6 +589,12 @@ echo_result echo_load_run(echo_load *l, echo_server *s, int64_t ns)
                         UD_TAG(cqe->user_data) == TAG_RECV ? "recv" : "send",
                         res == 0 ? "EOF" : strerror(-res));
             int bid = (int)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+            /* What came back is what was sent, and no more: a server that echoes
+             * garbage, or too much, fails here rather than posting a figure. */
+            BENCH_CHECK(memcmp(l->bufs + (size_t)bid * ECHO_BUF, send_buf, (size_t)res) == 0 &&
+                            res <= l->inflight[i],
+                        "client %d: %d bytes back, %lld owed, not what was sent", i, res,
+                        (long long)l->inflight[i]);
             io_uring_buf_ring_add(l->br, l->bufs + (size_t)bid * ECHO_BUF, ECHO_BUF,
                                   (unsigned short)bid, io_uring_buf_ring_mask(LOAD_NBUF),
                                   recycled++);
