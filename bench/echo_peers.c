@@ -5,10 +5,15 @@
  *
  * Every server runs on one thread of its own (greenhub: gh_use_hub, one task
  * per connection, gh_read + gh_write_all); the load is one io_uring client
- * thread (bench/echo_load.c) keeping ECHO_DEPTH 64-byte messages in flight on
- * each of 64 connections, cheap enough that the server is the bottleneck:
- * the client's CPU % is printed beside every run to show it. Then the same
- * with 1,000 idle connections open beside the 64, on every server.
+ * thread (bench/echo_load.c) keeping one 64-byte message in flight on each of
+ * 64 connections. It costs less per round trip than every server but the raw
+ * liburing loop (about the same as that one); its CPU % is printed beside
+ * every run. Then the same with 1,000 idle connections open beside the 64.
+ *
+ * Nothing is pinned: the scheduler often runs server and load in turn on one
+ * CPU (each wakes the other), sometimes side by side on both, and each run
+ * line says which. Round trips/s then depends on both; the server's CPU per
+ * round trip, from its own thread's clock, is the figure to compare.
  *
  * All four servers are up at once, each with its own connections; rounds
  * run each of them once, in an order that rotates from round to round, so
