@@ -110,18 +110,26 @@ static void *raw_epoll_main(void *arg)
 /* ------------------------------------------------------ raw liburing */
 
 /*
- * As fast as we could make it on 6.18 (median server CPU per round trip over
- * interleaved runs of //bench:echo_peers, 64 active, depth 4): a ring with
- * SINGLE_ISSUER | DEFER_TASKRUN, multishot accept into fixed (direct) files,
- * one multishot recv per connection into a provided buffer ring, the echo
- * sent from that buffer (fixed file) and the buffer handed back on the send's
- * completion, one io_uring_submit_and_wait per iteration. The variants
- * measured against it (echo_server_start's @backend names one; they run side
- * by side with `echo_peers --variants`):
- *   "plain"   no fixed files (accept into ordinary fds)
- *   "single"  single-shot recv into a per-connection buffer, then the send
- *             linked to the next recv (IOSQE_IO_LINK), its own CQE skipped
- *   "taskrun" COOP_TASKRUN instead of DEFER_TASKRUN
+ * As fast as we could make it on 6.18: a ring with SINGLE_ISSUER |
+ * DEFER_TASKRUN, multishot accept into fixed (direct) files, one multishot
+ * recv per connection into a provided buffer ring, the echo sent from that
+ * buffer (fixed file) and the buffer handed back on the send's completion,
+ * one io_uring_submit_and_wait per iteration. The variants measured against
+ * it (echo_server_start's @backend names one; `echo_peers --variants` runs
+ * them side by side), as server CPU per round trip over the default's, the
+ * median of per-round ratios, 64 active and 1,000 idle + 64, four runs of
+ * 7-9 rounds:
+ *   "coop"    COOP_TASKRUN instead of DEFER_TASKRUN: 1.01-1.07x with server
+ *             and load side by side on two CPUs, but 0.90-0.98x when they
+ *             take turns on one CPU (it batches ~26 round trips per wait
+ *             against ~16): no clear winner; DEFER_TASKRUN kept for the case
+ *             this benchmark is about, a server that is the bottleneck
+ *   "plain"   no fixed files (accept into ordinary fds): 0.94-1.05x, no
+ *             measurable difference
+ *   "single"  single-shot recv into a per-connection buffer, the send linked
+ *             to the next recv (IOSQE_IO_LINK), its own CQE skipped:
+ *             0.98-1.05x
+ *   "ipi"     neither COOP_ nor DEFER_TASKRUN: ~1.35x on two CPUs
  */
 enum { URING_NBUF = 1024, URING_FILES = 8192, URING_CONNS = 8192 };
 enum { TAG_ACCEPT = 1, TAG_RECV, TAG_SEND, TAG_STOP, TAG_CLOSE };
@@ -197,7 +205,10 @@ static void *raw_uring_main(void *arg)
     u->multishot = strcmp(v, "single") != 0;
     struct io_uring_params p = {0};
     p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_CQSIZE;
-    p.flags |= strcmp(v, "taskrun") == 0 ? IORING_SETUP_COOP_TASKRUN : IORING_SETUP_DEFER_TASKRUN;
+    if (strcmp(v, "coop") == 0)
+        p.flags |= IORING_SETUP_COOP_TASKRUN;
+    else if (strcmp(v, "ipi") != 0)
+        p.flags |= IORING_SETUP_DEFER_TASKRUN;
     p.cq_entries = 16384;
     int err = io_uring_queue_init_params(1024, &u->ring, &p);
     BENCH_CHECK(err == 0, "io_uring_queue_init_params: %s", strerror(-err));
@@ -399,6 +410,9 @@ int echo_server_start(echo_server *s, echo_kind kind, const char *backend)
         fn = kind == ECHO_RAW_EPOLL ? raw_epoll_main : raw_uring_main;
     }
     BENCH_CHECK(pthread_create(&s->thread, NULL, fn, s) == 0, "pthread_create");
+    /* perf report --comm echo-server / echo-load: the server's profile apart from the load's. */
+    pthread_setname_np(s->thread, "echo-server");
+    pthread_setname_np(pthread_self(), "echo-load");
     int st;
     while ((st = atomic_load(&s->started)) == 0)
         sleep_ms(1);
@@ -495,6 +509,7 @@ static bool server_ready(echo_server *s, int n)
 
 bool echo_load_open(echo_load *l, echo_server *s, int idle)
 {
+    memset(send_buf, 'g', sizeof send_buf);
     memset(l->inflight, 0, sizeof l->inflight);
     for (int i = 0; i < idle; i++)
         l->fds[ECHO_ACTIVE + i] = client_connect(s->port);
@@ -574,6 +589,12 @@ echo_result echo_load_run(echo_load *l, echo_server *s, int64_t ns)
                         UD_TAG(cqe->user_data) == TAG_RECV ? "recv" : "send",
                         res == 0 ? "EOF" : strerror(-res));
             int bid = (int)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+            /* What came back is what was sent, and no more: a server that echoes
+             * garbage, or too much, fails here rather than posting a figure. */
+            BENCH_CHECK(memcmp(l->bufs + (size_t)bid * ECHO_BUF, send_buf, (size_t)res) == 0 &&
+                            res <= l->inflight[i],
+                        "client %d: %d bytes back, %lld owed, not what was sent", i, res,
+                        (long long)l->inflight[i]);
             io_uring_buf_ring_add(l->br, l->bufs + (size_t)bid * ECHO_BUF, ECHO_BUF,
                                   (unsigned short)bid, io_uring_buf_ring_mask(LOAD_NBUF),
                                   recycled++);

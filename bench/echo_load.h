@@ -2,12 +2,18 @@
  * echo_load.h — what //bench:backends and //bench:echo_peers share: echo
  * servers (a raw epoll loop, a raw liburing loop, greenhub on any backend),
  * each on a thread of its own whose CPU clock is read, and a cheap io_uring
- * load generator, so that the server, not the client, is the bottleneck.
+ * load generator (no syscall per message, multishot receives, sends without
+ * completions), so that the server's cost can show.
  *
  * A run: the client keeps ECHO_DEPTH messages of ECHO_MSG bytes in flight on
  * each active connection and sends back every byte as soon as it is echoed
  * (round trips are counted by bytes echoed / ECHO_MSG). Every server reads
  * into an ECHO_BUF-byte buffer and writes back what it read.
+ *
+ * ECHO_DEPTH is 1: with 4 in flight, every echo came back as one 256-byte
+ * read and write (the client sends what it got back in one send), so a
+ * "round trip" was a quarter of the server's read + write, at a quarter of
+ * the cost. One in flight keeps a round trip one request and one reply.
  */
 #ifndef GH_BENCH_ECHO_LOAD_H
 #define GH_BENCH_ECHO_LOAD_H
