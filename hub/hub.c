@@ -402,6 +402,12 @@ static int64_t hub_poll_timeout(gh_hub *h)
 #define HUB_BUSY_POLL_NS (20 * GH_USEC)
 
 /*
+ * The longest sleep while a producer is between its two stores (inbox.c):
+ * its wake-up check may have come before our SLEEPING, so it may not write.
+ */
+#define HUB_PUSHING_NS (50 * GH_USEC)
+
+/*
  * Whether a busy hub has anything to poll for: a task waiting on an fd or a
  * watcher. Handoffs need no poll (the inbox is read every iteration, and
  * producers write the wakeup fd only to a hub that says it sleeps), so a
@@ -471,6 +477,8 @@ static void hub_mainloop(void *arg)
             atomic_store(&h->inbox.sleep_state, GH__INBOX_SLEEPING);
             if (gh__inbox_run(h) || h->sched.rq_head)
                 timeout = 0;
+            else if (gh__inbox_pushing(&h->inbox) && (timeout < 0 || timeout > HUB_PUSHING_NS))
+                timeout = HUB_PUSHING_NS;
         } else if (h->sched.rq_head &&
                    (now - h->last_poll < HUB_BUSY_POLL_NS || !hub_polls_fds(h))) {
             atomic_store_explicit(&h->stats.tasks_ready, h->sched.rq_len, memory_order_relaxed);
