@@ -21,6 +21,7 @@
 #include "sched/log.h"
 
 static void hub_mainloop(void *arg);
+static bool hub_loop_due(gh__sched *s);
 
 void gh__hub_thread_exit(gh_hub *h)
 {
@@ -186,6 +187,7 @@ gh_hub *gh__hub_new(const gh_backend_ops *ops, size_t stack_size, int *errp)
     h->sched.depart = gh__task_depart_to;
     h->sched.depart_arg = h;
     h->sched.move_now = gh__task_move_now;
+    h->sched.loop_due = hub_loop_due;
     h->born = gh_now();
     h->sched.now = h->born;
     err = gh__hub_register(h);
@@ -407,10 +409,46 @@ static int64_t hub_poll_timeout(gh_hub *h)
  */
 #define HUB_BUSY_POLL_NS (20 * GH_USEC)
 
+/*
+ * The longest sleep while a producer is between its two stores (inbox.c):
+ * its wake-up check may have come before our SLEEPING, so it may not write.
+ */
+#define HUB_PUSHING_NS (50 * GH_USEC)
+
+/*
+ * Whether a busy hub has anything to poll for: a task waiting on an fd or a
+ * watcher. Handoffs need no poll (the inbox is read every iteration, and
+ * producers write the wakeup fd only to a hub that says it sleeps), so a
+ * hub of tasks that only compute and yield makes no syscall at all.
+ */
+static bool hub_polls_fds(const gh_hub *h)
+{
+    return h->fd_waiters != 0 || h->watchers != 0;
+}
+
+/*
+ * Asked every few task-to-task switches made without MAINLOOP (sched/task.c
+ * task_switch_next): whether it must iterate now. The same three things
+ * that end its wait: a handoff in the inbox, a due timer, and a poll due
+ * (the busy interval above); a timer or fd is then seen late by a few
+ * task runs at most, as it was by one batch.
+ */
+static bool hub_loop_due(gh__sched *s)
+{
+    gh_hub *h = (gh_hub *)s;
+    if (atomic_load_explicit(&h->inbox.head, memory_order_relaxed) != h->inbox.tail)
+        return true;
+    gh_timer *t = gh__timer_peek(&s->timers);
+    bool polls = hub_polls_fds(h);
+    if (!t && !polls)
+        return false; /* nothing the clock could make due: no clock read */
+    int64_t now = gh_now();
+    return (t && t->when <= now) || (polls && now - h->last_poll >= HUB_BUSY_POLL_NS);
+}
+
 static void hub_mainloop(void *arg)
 {
     gh_hub *h = arg;
-    int64_t last_poll = 0;
 
     for (;;) {
         GH__STAT_ADD(&h->stats, loop_iterations, 1);
@@ -447,10 +485,14 @@ static void hub_mainloop(void *arg)
             atomic_store(&h->inbox.sleep_state, GH__INBOX_SLEEPING);
             if (gh__inbox_run(h) || h->sched.rq_head)
                 timeout = 0;
-        } else if (h->sched.rq_head && now - last_poll < HUB_BUSY_POLL_NS) {
+            else if (gh__inbox_pushing(&h->inbox) && (timeout < 0 || timeout > HUB_PUSHING_NS))
+                timeout = HUB_PUSHING_NS;
+        } else if (h->sched.rq_head &&
+                   (now - h->last_poll < HUB_BUSY_POLL_NS || !hub_polls_fds(h))) {
+            atomic_store_explicit(&h->stats.tasks_ready, h->sched.rq_len, memory_order_relaxed);
             continue;
         }
-        last_poll = now;
+        h->last_poll = now;
         atomic_store_explicit(&h->stats.tasks_ready, h->sched.rq_len, memory_order_relaxed);
         int64_t sleep_from = 0; /* only a wait is idle time */
         if (timeout != 0) {

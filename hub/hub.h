@@ -121,6 +121,7 @@ struct gh_hub {
     /* cross-thread */
     gh__inbox inbox;
     bool wake_pending;   /* the wakeup fd fired; MAINLOOP reads it after the batch runs */
+    int64_t last_poll;   /* when MAINLOOP last polled its backend */
     gh_runtime *runtime; /* non-NULL for a runtime's hub */
     int runtime_index;
     atomic_bool stop_requested;

@@ -5,11 +5,15 @@
  * Wake-ups are coalesced: before it sleeps the hub marks itself SLEEPING and
  * looks at the queue once more; a producer, after linking its node, writes
  * the wakeup fd only if it is the first to see SLEEPING. Either the hub sees
- * the node or the producer sees SLEEPING (both sides order a store before a
- * load with seq_cst), so no handoff sleeps unnoticed and a burst costs one
- * write. A producer caught between its exchange and its link leaves the hub
- * unable to pop past it; the hub then sleeps rather than spin, and that
- * producer's own check after linking wakes it.
+ * the head moved or the producer sees SLEEPING (the producer's exchange of
+ * the head and the hub's SLEEPING store each come before the other side's
+ * load, all seq_cst), so no handoff sleeps unnoticed and a burst costs one
+ * write. The link itself is a plain release store: making it the seq_cst
+ * half cost a third locked instruction per handoff. So a producer caught
+ * between its exchange and its link (the hub cannot pop past it) may have
+ * looked at sleep_state before SLEEPING was stored: the hub then sleeps,
+ * rather than spin, but at most HUB_PUSHING_NS (hub.c); if the producer
+ * looks after, its own check wakes it at once.
  *
  * Nodes come from the producing thread's pool and go back to it through a
  * lock-free return stack (push by anyone, take-all by the owner: no ABA);
@@ -282,8 +286,9 @@ void gh__inbox_kick(gh_hub *h, gh__inbox *in)
 static void inbox_push(gh_hub *h, gh__inbox *in, gh__msg *m)
 {
     atomic_store_explicit(&m->next, NULL, memory_order_relaxed);
-    gh__msg *prev = atomic_exchange_explicit(&in->head, m, memory_order_acq_rel);
-    atomic_store(&prev->next, m); /* seq_cst: pairs with the hub's SLEEPING store */
+    /* seq_cst: this exchange is our side of the hand-shake with the hub's SLEEPING store. */
+    gh__msg *prev = atomic_exchange(&in->head, m);
+    atomic_store_explicit(&prev->next, m, memory_order_release);
     if (atomic_load(&in->sleep_state) == GH__INBOX_SLEEPING) {
         int expect = GH__INBOX_SLEEPING;
         if (atomic_compare_exchange_strong(&in->sleep_state, &expect, GH__INBOX_NOTIFIED))
@@ -331,7 +336,7 @@ gh__msg *gh__inbox_pop(gh__inbox *in)
         return tail;
     }
     if (tail != atomic_load(&in->head))
-        return NULL; /* a producer is between its two stores: its wake-up check follows */
+        return NULL; /* a producer is between its two stores (see the top of this file) */
     atomic_store_explicit(&in->stub.next, NULL, memory_order_relaxed);
     gh__msg *prev = atomic_exchange(&in->head, &in->stub);
     atomic_store(&prev->next, &in->stub);

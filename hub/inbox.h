@@ -3,8 +3,8 @@
  * messages and a wakeup fd, written only when the hub may be asleep.
  *
  * Producers never block and never spin; the hub never spins on a producer
- * caught between its two stores either: it sleeps, and that producer's own
- * wake-up check (after its second store) wakes it.
+ * caught between its two stores either: it sleeps, briefly (inbox.c), and
+ * that producer's own wake-up check (after its second store) may end it.
  */
 #ifndef GH_HUB_INBOX_H
 #define GH_HUB_INBOX_H
@@ -74,6 +74,14 @@ gh__msg *gh__msg_alloc_retry(void);
 void gh__msg_free(gh__msg *m);
 /* Consumer side: next message, or NULL (empty, or a producer mid-push). */
 gh__msg *gh__inbox_pop(gh__inbox *in);
+/*
+ * Consumer side, after a pop found nothing: a producer has exchanged the
+ * head but not linked its node yet (seq_cst: read after the SLEEPING store).
+ */
+static inline bool gh__inbox_pushing(gh__inbox *in)
+{
+    return atomic_load(&in->head) != in->tail;
+}
 /* Read the wakeup fd empty. */
 void gh__inbox_drain_fd(gh__inbox *in);
 /* Write the wakeup fd unconditionally (stop requests). */

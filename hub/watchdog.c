@@ -4,8 +4,9 @@
  * monitor thread.
  *
  * One thread per process, started the first time the detector is turned
- * on. Every quarter threshold it looks at every hub's loop counter: a hub
- * whose MAINLOOP has not come back for longer than the threshold, that is
+ * on. Every quarter threshold it looks at every hub's loop and switch
+ * counters: a hub whose MAINLOOP has not come back, and whose tasks have
+ * not switched, for longer than the threshold, that is
  * not asleep in its backend's poll, and that has work waiting (tasks, fd
  * waiters, timers), is stalled by the task on its CPU. The watchdog then
  * signals that hub's thread (SIGURG, ignored by default, as Go's preemption
@@ -13,7 +14,7 @@
  * and the task's id and name into one static slot, async-signal-safely.
  * One warning per stall goes through the log handler, and one more when
  * the loop comes back, with the stall's length. The hubs pay nothing: the
- * loop counter and the asleep mark are kept for the metrics anyway.
+ * counters and the asleep mark are kept for the metrics anyway.
  */
 #include <errno.h>
 #include <execinfo.h>
@@ -123,7 +124,12 @@ static void wd_look(gh_hub *h, void *arg)
         sc->cap = cap;
     }
     wd_hub *w = &sc->hubs[h->id];
-    uint64_t it = atomic_load_explicit(&h->stats.loop_iterations, memory_order_relaxed);
+    /*
+     * Progress is a loop iteration or a switch: tasks that yield switch
+     * straight to each other for a batch (sched/task.c), without MAINLOOP.
+     */
+    uint64_t it = atomic_load_explicit(&h->stats.loop_iterations, memory_order_relaxed) +
+                  atomic_load_explicit(&h->sched.stats.switches, memory_order_relaxed);
     if (w->hub != h) { /* a new hub, or a new one with a freed hub's id */
         *w = (wd_hub){h, it, sc->now, 0};
         return;

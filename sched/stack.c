@@ -30,8 +30,8 @@ static atomic_long stack_guard_budget = -1;
 static size_t stack_page;
 static pthread_once_t stack_once = PTHREAD_ONCE_INIT;
 
-static _Thread_local uint64_t stack_running_id;
-static _Thread_local const gh__stack *stack_running;
+_Thread_local uint64_t gh__stack_running_id;
+_Thread_local const gh__stack *gh__stack_running;
 static _Thread_local void *stack_altstack;
 
 static struct sigaction stack_prev_segv, stack_prev_bus;
@@ -94,11 +94,11 @@ static void stack_chain(int sig, siginfo_t *info, void *uctx, const struct sigac
 
 static __attribute__((unused)) void stack_on_fault(int sig, siginfo_t *info, void *uctx)
 {
-    const gh__stack *s = stack_running;
+    const gh__stack *s = gh__stack_running;
     char *addr = info ? (char *)info->si_addr : NULL;
 
     if (s && s->guarded && addr >= (char *)s->map && addr < (char *)s->lo)
-        stack_overflow_in_signal(stack_running_id, s);
+        stack_overflow_in_signal(gh__stack_running_id, s);
     stack_chain(sig, info, uctx, sig == SIGBUS ? &stack_prev_bus : &stack_prev_segv);
 }
 
@@ -165,12 +165,6 @@ void gh__stack_thread_term(void)
     sigaltstack(&ss, NULL);
     munmap(stack_altstack, 64 * 1024);
     stack_altstack = NULL;
-}
-
-void gh__stack_set_running(uint64_t task_id, const gh__stack *s)
-{
-    stack_running_id = task_id;
-    stack_running = s;
 }
 
 long gh__stack_guarded_live(void)

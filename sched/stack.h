@@ -55,8 +55,17 @@ static inline bool gh__stack_canary_ok(const gh__stack *s)
 int gh__stack_thread_init(void);
 void gh__stack_thread_term(void);
 
-/* What the overflow handler reads: the running task's id and stack, per thread. */
-void gh__stack_set_running(uint64_t task_id, const gh__stack *s);
+/*
+ * What the overflow handler reads: the running task's id and stack, per
+ * thread. Inline: every switch sets them.
+ */
+extern _Thread_local uint64_t gh__stack_running_id;
+extern _Thread_local const gh__stack *gh__stack_running;
+static inline void gh__stack_set_running(uint64_t task_id, const gh__stack *s)
+{
+    gh__stack_running_id = task_id;
+    gh__stack_running = s;
+}
 
 /*
  * Report an overflow of task @id's stack and abort: through the log handler

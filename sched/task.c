@@ -1,13 +1,16 @@
 /*
  * task.c — green tasks: spawn, run, park, wake, join, kill, release.
  *
- * Every switch goes through MAINLOOP (s->main): a task that blocks switches
- * to it, and MAINLOOP switches to the next ready task. The root task is the
- * thread's own stack and is scheduled like any other task. A task's stack is
- * taken when it first runs and goes back to the thread's cache when it returns,
- * reclaimed by MAINLOOP, since no code may free the stack it runs on. The
- * one shortcut: a task that returns hands its stack to the next task of the
- * batch if that one has never run, and runs it in place (task_chain_next).
+ * MAINLOOP (s->main) starts a batch of ready tasks each iteration; within
+ * the batch, a task that yields or parks switches straight to the next ready
+ * task (task_switch_next), and to MAINLOOP only when none is ready, the
+ * batch's budget is spent or the hub says MAINLOOP is due. The root task is
+ * the thread's own stack and is scheduled like any other task. A task's
+ * stack is taken when it first runs and goes back to the thread's cache
+ * when it returns, reclaimed by MAINLOOP, since no code may free the stack
+ * it runs on. The one shortcut there: a task that returns hands its stack
+ * to the next task of the batch if that one has never run, and runs it in
+ * place (task_chain_next).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -51,7 +54,12 @@ static gh_task *runq_pop(gh__sched *s)
     return t;
 }
 
-void gh__switch(gh__sched *s, gh_task *to)
+/*
+ * gh__switch, inlined into the scheduler's own paths. @ret: resume @to with
+ * a return (gh__ctx_switch_ret), for a task-to-task switch where both are
+ * suspended at the same call site most of the time.
+ */
+static inline __attribute__((always_inline)) void task_switch(gh__sched *s, gh_task *to, bool ret)
 {
     gh_task *from = s->current;
 
@@ -69,10 +77,18 @@ void gh__switch(gh__sched *s, gh_task *to)
 #if GH_TSAN
     __tsan_switch_to_fiber(to->tsan_fiber, 0);
 #endif
-    gh__ctx_switch(&from->ctx, &to->ctx);
+    if (ret)
+        gh__ctx_switch_ret(&from->ctx, &to->ctx);
+    else
+        gh__ctx_switch(&from->ctx, &to->ctx);
 #if GH_ASAN
     __sanitizer_finish_switch_fiber(from->asan_fake, NULL, NULL);
 #endif
+}
+
+void gh__switch(gh__sched *s, gh_task *to)
+{
+    task_switch(s, to, false);
 }
 
 static void task_timeout_fire(void *arg)
@@ -446,14 +462,73 @@ static void task_reclaim(gh__sched *s, gh_task *t)
     gh__task_maybe_free(s, t);
 }
 
+/* Direct switches between two questions to the hub (s->loop_due): a power of 2. */
+#define TASK_LOOK_EVERY 16
+
+/*
+ * task_switch_next's less common cases: the task to switch to, taken off
+ * the run queue and given its stack, or NULL for MAINLOOP (see there).
+ */
+static __attribute__((noinline)) gh_task *task_next_slow(gh__sched *s)
+{
+    gh_task *next = s->rq_head;
+    if (!next || next == s->current || s->rq_batch == 0)
+        return NULL;
+    if ((s->rq_batch & (TASK_LOOK_EVERY - 1)) == 0 && s->loop_due && s->loop_due(s))
+        return NULL;
+    if (next->state == GH__TASK_NEW && task_prepare(s, next) != 0)
+        return NULL; /* out of memory for a stack: MAINLOOP keeps it queued */
+    runq_pop(s);
+    s->rq_batch--;
+    next->state = GH__TASK_RUNNING;
+    s->ran += next != &s->root;
+    return next;
+}
+
+/*
+ * The running task has yielded or parked: switch straight to the next ready
+ * task while the batch's budget lasts, one context switch where going
+ * through MAINLOOP cost two and a loop iteration. FIFO keeps it fair: a
+ * yielder is behind every task ready before it. MAINLOOP runs, and ends its
+ * batch, when no other task is ready, the budget is spent, a task's stack
+ * cannot be had, or the hub says it is due (asked every TASK_LOOK_EVERY
+ * switches: a clock read per switch would cost more than the switch).
+ * rq_batch > 0 only while MAINLOOP is switched out in gh__run_ready's loop,
+ * the one place it switches out, so it always resumes there. One switch
+ * site per caller (yield, park), so two tasks doing the same thing are
+ * suspended at the same place and resume each other with a return.
+ */
+static inline __attribute__((always_inline)) void task_switch_next(gh__sched *s)
+{
+    gh_task *next = s->rq_head;
+    uint32_t budget = s->rq_batch;
+    if (__builtin_expect(!next || next == s->current || (budget & (TASK_LOOK_EVERY - 1)) == 0 ||
+                             next->state == GH__TASK_NEW,
+                         0)) {
+        next = task_next_slow(s);
+        if (!next) {
+            s->rq_batch = 0;
+            task_switch(s, &s->main, false);
+            return;
+        }
+    } else {
+        runq_pop(s);
+        s->rq_batch = budget - 1;
+        next->state = GH__TASK_RUNNING;
+        s->ran += next != &s->root;
+    }
+    task_switch(s, next, true);
+}
+
 void gh__run_ready(gh__sched *s)
 {
     /*
-     * Only the tasks ready now: one that yields goes to the back for the
-     * next batch. A returning task may start the next ones itself
-     * (task_chain_next), so the count lives in the hub.
+     * The tasks ready now, and at least GH__SCHED_BUDGET starts: a task
+     * that yields or parks spends one when it switches straight to the
+     * next (task_switch_next), and so may a returning one that starts the
+     * next itself (task_chain_next), so the count lives in the scheduler.
      */
-    s->rq_batch = s->rq_len;
+    s->rq_batch = s->rq_len > GH__SCHED_BUDGET ? s->rq_len : GH__SCHED_BUDGET;
     while (s->rq_batch > 0) {
         s->rq_batch--;
         gh_task *t = runq_pop(s);
@@ -466,7 +541,7 @@ void gh__run_ready(gh__sched *s)
         }
         t->state = GH__TASK_RUNNING;
         s->ran += t != &s->root;
-        gh__switch(s, t);
+        task_switch(s, t, false);
         /* t may have returned, and so may tasks it started: the last one is here. */
         if (s->finished) {
             task_reclaim(s, s->finished);
@@ -480,19 +555,6 @@ void gh__run_ready(gh__sched *s)
         }
     }
     s->rq_batch = 0;
-}
-
-int gh__can_block(gh__sched *s)
-{
-    gh_task *t = s->current;
-    if (t == &s->main)
-        return -EPERM;
-    if (t->killed)
-        return -ECANCELED;
-    if (__builtin_expect(t->scopes != NULL, 0) && t->scopes->deadline >= 0 &&
-        gh_now() >= t->scopes->deadline)
-        return -ETIMEDOUT;
-    return 0;
 }
 
 int gh__task_park(gh__sched *s, int64_t deadline, void (*unlink)(gh_task *), void *obj,
@@ -533,7 +595,7 @@ int gh__task_park_uncapped(gh__sched *s, int64_t deadline, void (*unlink)(gh_tas
         }
     }
     t->state = GH__TASK_BLOCKED;
-    gh__switch(s, &s->main);
+    task_switch_next(s);
     t->unlink = NULL;
     t->wait_obj = NULL;
     t->wait_what = NULL;
@@ -674,12 +736,12 @@ void gh__task_adopt(gh__sched *s, gh_task *t, int result)
 int gh__task_yield(gh__sched *s)
 {
     gh_task *t = s->current;
-    /* Behind every task ready now; the next MAINLOOP batch resumes us. */
+    /* Behind every task ready now: they all run before it does. */
     t->state = GH__TASK_READY;
     t->wait_what = "yield";
     gh__runq_push(s, t);
     t->wake_result = 0;
-    gh__switch(s, &s->main);
+    task_switch_next(s);
     t->wait_what = NULL;
     return t->killed ? -ECANCELED : 0;
 }

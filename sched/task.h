@@ -10,6 +10,7 @@
 #ifndef GH_SCHED_TASK_H
 #define GH_SCHED_TASK_H
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -125,7 +126,12 @@ typedef struct gh__sched {
     gh_task main;     /* MAINLOOP, on a stack of its own */
     gh_task *rq_head, *rq_tail;
     uint32_t rq_len;
-    uint32_t rq_batch;   /* tasks gh__run_ready may still start in this batch */
+    /*
+     * Task starts left before MAINLOOP must iterate again: set by
+     * gh__run_ready, spent by its own starts and by every direct switch of
+     * a task that yields or parks (task_switch_next), 0 outside the batch.
+     */
+    uint32_t rq_batch;
     gh_task *finished;   /* the task that just returned, its stack not yet reclaimed */
     gh_task *all;        /* every spawned, unfinished task */
     gh_task *held;       /* finished tasks whose handle is still out (all_prev/all_next) */
@@ -145,6 +151,11 @@ typedef struct gh__sched {
     /* A woken task with t->move_to set leaves, before its wait returns (the hub's). */
     void (*move_now)(struct gh__sched *s, gh_task *t);
     void *depart_arg;
+    /*
+     * Asked every few direct task-to-task switches: must MAINLOOP iterate
+     * now (a timer or the poll is due, a handoff waits)? The hub's; NULL: no.
+     */
+    bool (*loop_due)(struct gh__sched *s);
     void (*main_loop)(void *); /* what MAINLOOP runs: the hub's loop */
     void *main_arg;
     gh__sched_stats stats;
@@ -192,13 +203,34 @@ void gh__task_wake_detach(gh_task *t, int result);
 void gh__runq_push(gh__sched *s, gh_task *t);
 /* Switch from the running task to @to; returns when the caller is resumed. */
 void gh__switch(gh__sched *s, gh_task *to);
-/* Run a bounded batch of ready tasks (MAINLOOP step 3). */
+/*
+ * The least number of task starts in one MAINLOOP batch (more when more are
+ * ready): MAINLOOP's iteration is then paid once per that many task-to-task
+ * switches, as Go polls its global queue every 61st schedule.
+ */
+#define GH__SCHED_BUDGET 61
+/*
+ * Run a bounded batch of ready tasks (MAINLOOP step 3): the tasks ready
+ * now, and at least GH__SCHED_BUDGET starts, direct switches included.
+ */
 void gh__run_ready(gh__sched *s);
 /*
  * Check at a blocking call's entry: -EPERM from MAINLOOP, -ECANCELED if
- * killed, -ETIMEDOUT past a deadline scope, else 0.
+ * killed, -ETIMEDOUT past a deadline scope, else 0. Inline: it is on the
+ * path of every gh_yield.
  */
-int gh__can_block(gh__sched *s);
+static inline int gh__can_block(gh__sched *s)
+{
+    gh_task *t = s->current;
+    if (__builtin_expect(t == &s->main, 0))
+        return -EPERM;
+    if (__builtin_expect(t->killed, 0))
+        return -ECANCELED;
+    if (__builtin_expect(t->scopes != NULL, 0) && t->scopes->deadline >= 0 &&
+        gh_now() >= t->scopes->deadline)
+        return -ETIMEDOUT;
+    return 0;
+}
 /* Requeue the running task behind every task ready now and run them (gh_sleep(0)). */
 int gh__task_yield(gh__sched *s);
 /* Wait for @t (of @s) to finish: 0, -ETIMEDOUT, -ECANCELED, -EDEADLK for the caller itself. */
