@@ -423,7 +423,8 @@ static int64_t hub_poll_timeout(gh_hub *h)
  */
 static bool hub_polls_fds(const gh_hub *h)
 {
-    return h->fd_waiters != 0 || h->watchers != 0;
+    /* ops_inflight: an op being cancelled has given its fd slot back, and still needs the poll. */
+    return h->fd_waiters != 0 || h->watchers != 0 || h->ops_inflight != 0;
 }
 
 /*
