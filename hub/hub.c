@@ -429,10 +429,13 @@ static bool hub_polls_fds(const gh_hub *h)
 
 /*
  * Asked every few task-to-task switches made without MAINLOOP (sched/task.c
- * task_switch_next): whether it must iterate now. The same three things
- * that end its wait: a handoff in the inbox, a due timer, and a poll due
- * (the busy interval above); a timer or fd is then seen late by a few
- * task runs at most, as it was by one batch.
+ * task_switch_next): whether it must iterate now, for a handoff in the
+ * inbox or a due timer. Not for a poll: the batch's budget bounds how long
+ * fds wait, as one batch did before. A poll in the middle of a batch finds
+ * the fds of tasks that are still running (read, then reply) ready with
+ * nobody waiting on them, drops their interest and makes each wait again
+ * re-register it: on an echo server, four syscalls a round trip instead of
+ * two (//bench:echo_peers, perf stat -e raw_syscalls:sys_enter).
  */
 static bool hub_loop_due(gh__sched *s)
 {
@@ -440,11 +443,7 @@ static bool hub_loop_due(gh__sched *s)
     if (atomic_load_explicit(&h->inbox.head, memory_order_relaxed) != h->inbox.tail)
         return true;
     gh_timer *t = gh__timer_peek(&s->timers);
-    bool polls = hub_polls_fds(h);
-    if (!t && !polls)
-        return false; /* nothing the clock could make due: no clock read */
-    int64_t now = gh_now();
-    return (t && t->when <= now) || (polls && now - h->last_poll >= HUB_BUSY_POLL_NS);
+    return t && t->when <= gh_now(); /* no clock read without a timer */
 }
 
 static void hub_mainloop(void *arg)
