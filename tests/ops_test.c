@@ -53,7 +53,7 @@ static bool all_bytes(const char *buf, size_t n, char c)
 
 /* ------------------------------------------------- a call in a task */
 
-enum { CALL_RECV, CALL_READ, CALL_READV, CALL_ACCEPT, CALL_WRITE_ALL };
+enum { CALL_RECV, CALL_READ, CALL_READV, CALL_ACCEPT, CALL_WRITE_ALL, CALL_WRITEV };
 
 typedef struct call {
     int kind, fd;
@@ -83,12 +83,14 @@ static void call_task(void *arg)
     case CALL_ACCEPT:
         c->result = gh_accept(c->fd, c->timeout);
         break;
-    default: { /* CALL_WRITE_ALL: more than the kernel's buffers take */
+    default: { /* CALL_WRITE_ALL, CALL_WRITEV: more than the kernel's buffers take */
         size_t n = 8 << 20;
         char *big = malloc(n);
         assert_non_null(big);
         memset(big, 'w', n);
-        c->result = gh_write_all(c->fd, big, n, c->timeout);
+        struct iovec iov[2] = {{big, n / 2}, {big + n / 2, n - n / 2}};
+        c->result = c->kind == CALL_WRITEV ? gh_writev(c->fd, iov, 2, c->timeout)
+                                           : gh_write_all(c->fd, big, n, c->timeout);
         free(big);
         break;
     }
@@ -258,14 +260,14 @@ static void test_ops_accept_close(void **state)
 /* ------------------------------------------------------------ writes */
 
 /* A writer on a full socket, ended by its deadline, a kill or a close. */
-static void write_gives_up(int how)
+static void write_gives_up(int kind, int how)
 {
     int a, b;
     tcp_pair(&a, &b);
     int sz = 16 * 1024;
     setsockopt(a, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
     setsockopt(b, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
-    call c = {.kind = CALL_WRITE_ALL, .fd = a, .timeout = how == 0 ? 60 * GH_MSEC : GH_FOREVER};
+    call c = {.kind = kind, .fd = a, .timeout = how == 0 ? 60 * GH_MSEC : GH_FOREVER};
     gh_task *t = call_start(&c);
     if (how == 1)
         assert_int_equal(gh_kill(t), 0);
@@ -289,9 +291,10 @@ static void write_gives_up(int how)
 static void test_ops_write_timeout_kill_close(void **state)
 {
     (void)state;
-    write_gives_up(0);
-    write_gives_up(1);
-    write_gives_up(2);
+    for (int how = 0; how < 3; how++) {
+        write_gives_up(CALL_WRITE_ALL, how);
+        write_gives_up(CALL_WRITEV, how);
+    }
     end_clean();
 }
 
