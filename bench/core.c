@@ -9,17 +9,26 @@
  *                    coroutine made, run and finished on a reused stack;
  *   1M timers        scheduled with random deadlines in the next
  *                    millisecond and fired, ns per timer, beside libev's
- *                    ev_timer doing the same on its own ev_loop.
+ *                    ev_timer doing the same on its own ev_loop;
+ *   idle task RSS    resident bytes per task with 100,000 tasks blocked on
+ *                    a gh_event (and as many as RLIMIT_NOFILE allows blocked
+ *                    in gh_read on a pipe: a server's idle connection),
+ *                    beside 100,000 bare mmap'd stacks each touched once.
  *
  * Targets (issue 2): switch <= 1.2x jump_fcontext; spawn+run+exit <= 15
- * switches; timers no slower than libev.
+ * switches; timers no slower than libev. Issue 15: an idle task <= 4 KiB
+ * of stack (one page) plus its share of the dense per-task structs (the
+ * task's ~300 bytes, the stack's ~80: 512 allowed).
  *
  *   ./bazelw run //bench:core
  */
 #include <ev.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #include "bench/bench.h"
 #include "greenhub.h"
@@ -255,11 +264,134 @@ static double bench_ev_timers(void)
     return (double)(t1 - t0) / NTIMERS;
 }
 
+/* ---------------------------------------------------- idle task RSS */
+
+#define IDLE_TASKS 100000
+
+static gh_event idle_ev;
+static long idle_blocked, idle_woken;
+static int idle_last_n; /* tasks the last bench_idle_rss blocked (pipes: RLIMIT_NOFILE) */
+
+/* Resident bytes of the process, from /proc/self/statm. */
+static double rss_bytes(void)
+{
+    long size = 0, res = 0;
+    FILE *f = fopen("/proc/self/statm", "re");
+    BENCH_CHECK(f, "open /proc/self/statm");
+    BENCH_CHECK(fscanf(f, "%ld %ld", &size, &res) == 2, "read /proc/self/statm");
+    fclose(f);
+    return (double)res * (double)sysconf(_SC_PAGESIZE);
+}
+
+static void idle_event_task(void *arg)
+{
+    (void)arg;
+    idle_blocked++;
+    if (gh_event_wait(&idle_ev, NULL, GH_FOREVER) == 0)
+        idle_woken++;
+}
+
+static void idle_read_task(void *arg)
+{
+    char buf[64];
+    idle_blocked++;
+    if (gh_read((int)(intptr_t)arg, buf, sizeof buf, GH_FOREVER) == 0) /* EOF */
+        idle_woken++;
+}
+
+/*
+ * RSS per task with @n tasks blocked: on an event, or (@fds) each in gh_read
+ * on the read end fds[2i] of its own pipe. The figure includes everything
+ * per task (task struct, stack, the hub's fd state), not the pipes' kernel
+ * buffers, which are no RSS. In a child of its own, forked before the
+ * process has a hub: no cached stacks, task structs or freed heap that other
+ * rows left resident hide a cost.
+ */
+static double bench_idle_rss(int n, bool on_pipes)
+{
+    int res[2];
+    double per_task = -1;
+    BENCH_CHECK(pipe(res) == 0, "pipe");
+    fflush(NULL);
+    pid_t pid = fork();
+    BENCH_CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        int *fds = NULL;
+        if (on_pipes) {
+            struct rlimit rl = {1024, 1024};
+            if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                setrlimit(RLIMIT_NOFILE, &rl);
+            }
+            fds = malloc(2 * (size_t)n * sizeof *fds);
+            BENCH_CHECK(fds, "malloc");
+            int np = 0;
+            while (np < n && np < (int)(rl.rlim_cur / 2) - 64 && pipe(&fds[2 * np]) == 0)
+                np++;
+            n = np;
+        }
+        BENCH_CHECK(gh_get_hub(), "gh_get_hub");
+        BENCH_CHECK(gh_event_init(&idle_ev) == 0, "gh_event_init");
+        double before = rss_bytes();
+        for (int i = 0; i < n; i++)
+            BENCH_CHECK(gh_spawn_n(fds ? idle_read_task : idle_event_task,
+                                   fds ? (void *)(intptr_t)fds[2 * i] : NULL) == 0,
+                        "spawn");
+        while (idle_blocked < n)
+            gh_yield(); /* each runs to its wait */
+        double out[2] = {(rss_bytes() - before) / n, n};
+        if (fds) {
+            for (int i = 0; i < n; i++)
+                close(fds[2 * i + 1]);
+        } else {
+            BENCH_CHECK(gh_event_set(&idle_ev, NULL) == 0, "gh_event_set");
+        }
+        while (idle_woken < n)
+            gh_yield();
+        for (int i = 0; fds && i < n; i++)
+            BENCH_CHECK(gh_close(fds[2 * i]) == 0, "gh_close");
+        BENCH_CHECK(gh_hub_close() == 0, "gh_hub_close");
+        _exit(write(res[1], out, sizeof out) == (ssize_t)sizeof out ? 0 : 1);
+    }
+    close(res[1]);
+    double in[2];
+    int status;
+    BENCH_CHECK(read(res[0], in, sizeof in) == (ssize_t)sizeof in, "idle child result");
+    BENCH_CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                "idle child failed");
+    close(res[0]);
+    per_task = in[0];
+    idle_last_n = (int)in[1];
+    return per_task;
+}
+
+/* The floor: @n bare stacks of the default size, their top page touched. */
+static double bench_bare_stacks_rss(int n)
+{
+    size_t len = 256 * 1024;
+    char *p = mmap(NULL, len * (size_t)n, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    BENCH_CHECK(p != MAP_FAILED, "mmap");
+    double before = rss_bytes();
+    for (int i = 0; i < n; i++)
+        p[len * (size_t)(i + 1) - 64] = 1;
+    double per = (rss_bytes() - before) / n;
+    munmap(p, len * (size_t)n);
+    return per;
+}
+
 /* ------------------------------------------------------------- main */
 
 int main(void)
 {
     int64_t start = bench_now();
+    /* (d) idle tasks first, in forked children, while this process has no hub (one run each: RSS,
+     * not time). */
+    double rss_bare = bench_bare_stacks_rss(IDLE_TASKS);
+    double rss_ev = bench_idle_rss(IDLE_TASKS, false);
+    double rss_rd = bench_idle_rss(IDLE_TASKS, true);
+    int npipes = idle_last_n;
+
     BENCH_CHECK(gh_get_hub(), "gh_get_hub");
     printf("greenhub //bench:core  (backend %s; each figure the min of %d runs unless noted)\n",
            gh_hub_backend(gh_get_hub()), REPS);
@@ -318,6 +450,13 @@ int main(void)
               spawn / sw <= 15 ? "ok" : "MISS");
     bench_row("1M timers: schedule+fire per timer", tm, "ns", "libev ev_timer", tm_ev, "ns",
               tm / tm_ev, "<= 1.00x", tm <= tm_ev ? "ok" : "MISS");
+    bench_row("idle task RSS, 100k on a gh_event", rss_ev, "B", "one 4 KiB page", 4096, "B",
+              rss_ev / 4096, "<= 4K+512", rss_ev <= 4096 + 512 ? "ok" : "MISS");
+    bench_row("idle task RSS, 100k on a gh_event", rss_ev, "B", "100k bare stacks, 1 touch",
+              rss_bare, "B", rss_ev / rss_bare, "", "");
+    char rd_name[64];
+    snprintf(rd_name, sizeof rd_name, "idle task RSS, %dk in gh_read(pipe)", npipes / 1000);
+    bench_row(rd_name, rss_rd, "B", "one 4 KiB page", 4096, "B", rss_rd / 4096, "", "");
     printf("\nratio = greenhub / reference (lower is better); 'sw' = one raw gh__ctx_switch "
            "(reference row: one jump_fcontext).\n");
 

@@ -1,16 +1,25 @@
 /*
  * stack.c — task stacks and the stack-overflow report.
  *
- * Each guarded stack is two kernel mappings (the PROT_NONE guard page and the
- * stack), and vm.max_map_count is 65530 by default, so the process keeps a
- * budget of guarded stacks. Past it, stacks are mapped without a guard page
- * and carry a canary word at their lowest address, checked at every switch
- * away from the task (sched/task.c). Adjacent unguarded stacks may merge into
- * one kernel mapping, which is what lets 100,000+ tasks live at once.
+ * Where the kernel has guard regions (MADV_GUARD_INSTALL, Linux 6.13), a
+ * stack's guard page is a marker in its page table: no mapping of its own,
+ * so adjacent stacks merge into one kernel mapping and every stack, 100,000
+ * of them too, gets a guard.
+ *
+ * Elsewhere each guarded stack is two kernel mappings (the PROT_NONE guard
+ * page and the stack), and vm.max_map_count is 65530 by default, so the
+ * process keeps a budget of guarded stacks. Past it, stacks are mapped
+ * without a guard page and carry a canary word at their lowest address,
+ * checked at every switch away from the task (sched/task.c). Adjacent
+ * unguarded stacks may merge into one kernel mapping, which is what lets
+ * 100,000+ tasks live at once. The canary costs a resident page per stack
+ * (its lowest one, besides the top page the frames use): an idle task costs
+ * two pages there, one with guard regions.
  */
 #include "sched/stack.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -25,9 +34,15 @@
 
 #define STACK_CANARY 0x9e3779b97f4a7c15ull
 
+/* <asm-generic/mman-common.h> of Linux 6.13; older headers lack them. */
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
 static atomic_long stack_guarded_live;
 static atomic_long stack_guard_budget = -1;
 static size_t stack_page;
+static bool stack_light_guard; /* MADV_GUARD_INSTALL works: guards cost no mapping */
 static pthread_once_t stack_once = PTHREAD_ONCE_INIT;
 
 _Thread_local uint64_t gh__stack_running_id;
@@ -120,6 +135,18 @@ static void stack_once_init(void)
     budget = (budget - 4096) / 2;
     if (budget < 0)
         budget = 0;
+    /*
+     * Guard regions cost no mapping, so no budget then (a test may still set
+     * one, to reach the canary path). An older kernel says EINVAL, once here.
+     */
+    void *probe = mmap(NULL, 2 * stack_page, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (probe != MAP_FAILED) {
+        stack_light_guard = madvise(probe, stack_page, MADV_GUARD_INSTALL) == 0;
+        munmap(probe, 2 * stack_page);
+    }
+    if (stack_light_guard)
+        budget = LONG_MAX;
     long expected = -1;
     atomic_compare_exchange_strong(&stack_guard_budget, &expected, budget);
 
@@ -200,7 +227,14 @@ static gh__stack *stack_map(size_t size)
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (p == MAP_FAILED)
         goto fail;
-    if (guard && mprotect(p, stack_page, PROT_NONE) != 0) {
+    if (guard && stack_light_guard && madvise(p, stack_page, MADV_GUARD_INSTALL) != 0) {
+        /* No memory for the page table that holds the marker: a canary stack, one page lower. */
+        atomic_fetch_sub(&stack_guarded_live, 1);
+        guard = false;
+        p = (char *)p + stack_page;
+        len -= stack_page;
+        munmap((char *)p - stack_page, stack_page);
+    } else if (guard && !stack_light_guard && mprotect(p, stack_page, PROT_NONE) != 0) {
         munmap(p, len);
         goto fail;
     }

@@ -1,6 +1,7 @@
 /*
- * stack.h — task stacks: mmap'd, a PROT_NONE guard page below each while the
- * process's mapping budget lasts, a canary word past it; cached per hub.
+ * stack.h — task stacks: mmap'd, a guard page below each (a guard region
+ * marker where the kernel has them, else PROT_NONE while the process's
+ * mapping budget lasts, a canary word past it); cached per hub.
  */
 #ifndef GH_SCHED_STACK_H
 #define GH_SCHED_STACK_H
@@ -17,7 +18,7 @@ typedef struct gh__stack {
     size_t maplen; /* whole mapping */
     void *lo;      /* lowest usable byte; the canary lives here */
     size_t size;   /* usable bytes, lo .. lo + size */
-    bool guarded;  /* a PROT_NONE page sits just below lo */
+    bool guarded;  /* a guard page (PROT_NONE or a guard region) sits just below lo */
     struct gh__stack *next_cached;
     void *tsan_fiber;   /* TSan builds: the fiber of the tasks that run on it (task.c) */
     unsigned tsan_uses; /* tasks it has served */
