@@ -142,7 +142,17 @@ static void stack_once_init(void)
     void *probe = mmap(NULL, 2 * stack_page, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (probe != MAP_FAILED) {
-        stack_light_guard = madvise(probe, stack_page, MADV_GUARD_INSTALL) == 0;
+        /*
+         * Installed, and really there: a syscall reading a guard region
+         * fails with EFAULT. An emulator (qemu-user 7.2) may answer 0 to
+         * an advice it does not know and install nothing.
+         */
+        int p[2];
+        if (madvise(probe, stack_page, MADV_GUARD_INSTALL) == 0 && pipe(p) == 0) {
+            stack_light_guard = write(p[1], probe, 1) < 0 && errno == EFAULT;
+            close(p[0]);
+            close(p[1]);
+        }
         munmap(probe, 2 * stack_page);
     }
     if (stack_light_guard)
