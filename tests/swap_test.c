@@ -419,7 +419,18 @@ static void test_swap_chain_busy_hub(void **state)
     tasks[nt++] = gh_spawn(wr_task, &c.pipe_wr);
     tasks[nt++] = gh_spawn(wr_task, &c.sock_wr);
 
-    /* Due across the chain and after it. */
+    /* Everyone blocks; then the swapper runs the chain. */
+    assert_int_equal(gh_yield(), 0);
+    gh_hub_stats st = stats_now();
+    assert_int_equal(st.fd_waiters, NPIPE + NSOCK + 2);
+
+    /*
+     * Due across the chain and after it. Armed only now, with no switch
+     * before they are counted: a yield may let the hub fire due timers
+     * before it returns (sched/task.c asks it every few direct switches),
+     * and under TSan the yield above takes ~150 ms (a fresh stack's TSan
+     * fiber costs ~8 ms to make), past the first of them.
+     */
     int64_t t0 = gh_now();
     static const int sleep_ms[NSLEEP] = {5, 20, 40, 60, 90, 130};
     static const int oneshot_ms[NONESHOT] = {3, 15, 35, 55, 80, 120};
@@ -445,11 +456,7 @@ static void test_swap_chain_busy_hub(void **state)
     gh_timer *slow = gh_call_repeatedly(c.slow.interval, repeater_cb, &c.slow);
     assert_non_null(fast);
     assert_non_null(slow);
-
-    /* Everyone blocks; then the swapper runs the chain. */
-    assert_int_equal(gh_yield(), 0);
-    gh_hub_stats st = stats_now();
-    assert_int_equal(st.fd_waiters, NPIPE + NSOCK + 2);
+    st = stats_now();
     assert_int_equal(st.timers_pending, NONESHOT + NSOCK + 2);
     gh_task *sw = gh_spawn(swapper_task, NULL);
     assert_int_equal(gh_join(sw, 60 * GH_SEC), 0);

@@ -106,6 +106,81 @@ static void test_task_fifo_order(void **state)
 }
 
 /*
+ * gh_yield's FIFO rule while timers come due mid-batch: each task spins past
+ * the timer's period, so the hub is due whenever the scheduler asks it
+ * between direct switches (every 16); the tasks ready before the root still
+ * all run, twice (start, then after their own yield), before each of the
+ * root's yields returns.
+ */
+#define YF_N 40
+
+typedef struct yf_ctx {
+    int seq[2][YF_N];
+    int n[2];
+    int ticks;
+} yf_ctx;
+
+typedef struct yf_arg {
+    yf_ctx *c;
+    int id;
+} yf_arg;
+
+static void yf_spin(int64_t ns)
+{
+    int64_t end = gh_now() + ns;
+    while (gh_now() < end)
+        ;
+}
+
+static void yf_task(void *arg)
+{
+    yf_arg *a = arg;
+    a->c->seq[0][a->c->n[0]++] = a->id;
+    yf_spin(100 * GH_USEC);
+    assert_int_equal(gh_yield(), 0);
+    a->c->seq[1][a->c->n[1]++] = a->id;
+}
+
+static void yf_tick(void *arg)
+{
+    ((yf_ctx *)arg)->ticks++;
+}
+
+static void test_task_yield_fifo_with_due_timers(void **state)
+{
+    (void)state;
+    static yf_ctx c;
+    static yf_arg args[YF_N];
+    memset(&c, 0, sizeof c);
+    gh_task *tasks[YF_N];
+    for (int i = 0; i < YF_N; i++) {
+        args[i] = (yf_arg){&c, i};
+        tasks[i] = gh_spawn(yf_task, &args[i]);
+        assert_non_null(tasks[i]);
+    }
+    gh_timer *tick = gh_call_repeatedly(50 * GH_USEC, yf_tick, &c);
+    assert_non_null(tick);
+
+    assert_int_equal(gh_yield(), 0);
+    assert_int_equal(c.n[0], YF_N);
+    assert_int_equal(c.n[1], 0); /* their yields put them behind the root */
+    assert_int_equal(gh_yield(), 0);
+    assert_int_equal(c.n[1], YF_N);
+    for (int i = 0; i < YF_N; i++) {
+        assert_int_equal(c.seq[0][i], i);
+        assert_int_equal(c.seq[1][i], i);
+    }
+    /* The case this is about happened: the timer fired while tasks were ahead. */
+    assert_true(c.ticks > 0);
+    assert_int_equal(gh_timer_cancel(tick), 0);
+    for (int i = 0; i < YF_N; i++) {
+        assert_int_equal(gh_join(tasks[i], 10 * GH_SEC), 0);
+        gh_task_release(tasks[i]);
+    }
+    HUB_CLOSES_CLEAN();
+}
+
+/*
  * A task that returns hands its stack to the next never-run task of the
  * batch and runs it in place. Each chained task must still be itself to
  * gh_current, keep FIFO order, block and resume, wake its joiners, and
@@ -925,6 +1000,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_task_spawn_only_schedules),
         cmocka_unit_test(test_task_fifo_order),
+        cmocka_unit_test(test_task_yield_fifo_with_due_timers),
         cmocka_unit_test(test_task_chained_tasks_keep_their_identity),
         cmocka_unit_test(test_task_sleep0_runs_ready_then_returns),
         cmocka_unit_test(test_task_spawn_n),
