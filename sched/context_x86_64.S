@@ -33,51 +33,12 @@
  */
 #if defined(__x86_64__) && !defined(GH_CONTEXT_UCONTEXT)
 
-    .text
-    .globl  gh__ctx_switch
-    .type   gh__ctx_switch, @function
-    .p2align 4
-gh__ctx_switch:
-    .cfi_startproc
-    leaq    -0x8(%rsp), %rsp
-    stmxcsr (%rsp)
-    fnstcw  0x4(%rsp)
-    pushq   %rbp
-    pushq   %rbx
-    pushq   %r12
-    pushq   %r13
-    pushq   %r14
-    pushq   %r15
-    movq    %rsp, (%rdi)
-    movq    (%rsi), %rsp
-    popq    %r15
-    popq    %r14
-    popq    %r13
-    popq    %r12
-    popq    %rbx
-    popq    %rbp
-    movq    0x8(%rsp), %rcx
-    ldmxcsr (%rsp)
-    fldcw   0x4(%rsp)
-    leaq    0x10(%rsp), %rsp
-    jmpq    *%rcx
-    .cfi_endproc
-    .size   gh__ctx_switch, .-gh__ctx_switch
-
 /*
- * void gh__ctx_switch_ret(gh__ctx *from, gh__ctx *to): the same switch, the
- * same frame, resumed with a ret. For a switch between two tasks suspended
- * at the same call site (two tasks that yield to each other straight,
- * sched/task.c task_switch_next) the return-stack predictor is then right,
- * and stays in step for the rets that follow; the jmp above leaves it one
- * entry off, so the resumed task's next ret missed instead (gh_yield task
- * to task: 21 ns with the jmp, see bench/core).
+ * Both switches: push @from's frame (above) on its stack, save the stack
+ * pointer in *from, take *to's, pop its frame up to the return address,
+ * which is left at 0(%rsp): jumped to or returned to.
  */
-    .globl  gh__ctx_switch_ret
-    .type   gh__ctx_switch_ret, @function
-    .p2align 4
-gh__ctx_switch_ret:
-    .cfi_startproc
+.macro CTX_SWAP
     leaq    -0x8(%rsp), %rsp
     stmxcsr (%rsp)
     fnstcw  0x4(%rsp)
@@ -98,6 +59,35 @@ gh__ctx_switch_ret:
     ldmxcsr (%rsp)
     fldcw   0x4(%rsp)
     leaq    0x8(%rsp), %rsp
+.endm
+
+    .text
+    .globl  gh__ctx_switch
+    .type   gh__ctx_switch, @function
+    .p2align 4
+gh__ctx_switch:
+    .cfi_startproc
+    CTX_SWAP
+    popq    %rcx
+    jmpq    *%rcx
+    .cfi_endproc
+    .size   gh__ctx_switch, .-gh__ctx_switch
+
+/*
+ * void gh__ctx_switch_ret(gh__ctx *from, gh__ctx *to): the same switch, the
+ * same frame, resumed with a ret. For a switch between two tasks suspended
+ * at the same call site (two tasks that yield to each other straight,
+ * sched/task.c task_switch_next) the return-stack predictor is then right,
+ * and stays in step for the rets that follow; the jmp above leaves it one
+ * entry off, so the resumed task's next ret missed instead (gh_yield task
+ * to task: 21 ns with the jmp, see bench/core).
+ */
+    .globl  gh__ctx_switch_ret
+    .type   gh__ctx_switch_ret, @function
+    .p2align 4
+gh__ctx_switch_ret:
+    .cfi_startproc
+    CTX_SWAP
     ret
     .cfi_endproc
     .size   gh__ctx_switch_ret, .-gh__ctx_switch_ret
