@@ -125,26 +125,21 @@ int gh__op_run(gh__op *op, int dir, int64_t deadline)
     h->ops_list = op;
     h->ops_inflight++;
 
-    int64_t scope = gh__scope_deadline(t);
-    if (scope >= 0 && (deadline < 0 || scope < deadline))
-        deadline = scope;
+    deadline = gh__scope_cap(t, deadline);
     int woke = gh__task_park_uncapped(s, deadline, op_unlink, op, "io");
     /* Cancelled: the kernel may still write the buffer until the op is done. */
     while (op->state != GH__OP_DONE)
         gh__task_park_uncapped(s, -1, NULL, op, "io cancel");
 
     int res = op->result;
+    bool again = res == -EAGAIN || res == -EWOULDBLOCK; /* MSG_DONTWAIT: readiness, then again */
     if (res == -ECANCELED)
         res = woke ? woke : op->reissue ? GH__OP_RETRY : -ECANCELED;
-    else if (res == -EAGAIN || res == -EWOULDBLOCK)
-        res = woke ? woke : GH__OP_RETRY; /* MSG_DONTWAIT: wait for readiness, then again */
+    else if (again)
+        res = woke ? woke : GH__OP_RETRY;
 
-    /* A move accepted while it waited: it leaves now that the op is done (hub/task.c). */
-    if (__builtin_expect(t->move_to != NULL, 0)) {
-        gh__sched *now_on = atomic_load_explicit(&t->sched, memory_order_relaxed);
-        now_on->move_now(now_on, t);
-    }
-    if (res == GH__OP_RETRY && (op->result == -EAGAIN || op->result == -EWOULDBLOCK)) {
+    gh__task_leave_if_moved(t); /* now that the op is done */
+    if (res == GH__OP_RETRY && again) {
         err = gh__fd_wait(fd, dir, deadline);
         if (err)
             return err;

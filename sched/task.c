@@ -561,15 +561,8 @@ int gh__task_park(gh__sched *s, int64_t deadline, void (*unlink)(gh_task *), voi
                   const char *what)
 {
     gh_task *t = s->current;
-    int64_t scope = gh__scope_deadline(t);
-    if (scope >= 0 && (deadline < 0 || scope < deadline))
-        deadline = scope;
-    int result = gh__task_park_uncapped(s, deadline, unlink, obj, what);
-    /* Moved while it waited on something of this hub's: it leaves now, woken (hub/task.c). */
-    if (__builtin_expect(t->move_to != NULL, 0)) {
-        gh__sched *now_on = atomic_load_explicit(&t->sched, memory_order_relaxed);
-        now_on->move_now(now_on, t);
-    }
+    int result = gh__task_park_uncapped(s, gh__scope_cap(t, deadline), unlink, obj, what);
+    gh__task_leave_if_moved(t);
     return result;
 }
 

@@ -114,6 +114,13 @@ static inline int64_t gh__scope_deadline(const gh_task *t)
     return __builtin_expect(t->scopes != NULL, 0) ? t->scopes->deadline : -1;
 }
 
+/* @deadline (absolute, -1 none) capped by the task's scope deadline. */
+static inline int64_t gh__scope_cap(const gh_task *t, int64_t deadline)
+{
+    int64_t scope = gh__scope_deadline(t);
+    return scope >= 0 && (deadline < 0 || scope < deadline) ? scope : deadline;
+}
+
 typedef struct gh__sched_stats {
     _Atomic uint64_t tasks_spawned, tasks_live, switches;
     _Atomic uint64_t running; /* the id of the task on the CPU (a stuck stop names it) */
@@ -160,6 +167,19 @@ typedef struct gh__sched {
     void *main_arg;
     gh__sched_stats stats;
 } gh__sched;
+
+/*
+ * After a wait that ended on this hub: a move accepted meanwhile
+ * (gh_task_move of a task waiting on its hub's things) is made now, before
+ * the wait returns (hub/task.c).
+ */
+static inline void gh__task_leave_if_moved(gh_task *t)
+{
+    if (__builtin_expect(t->move_to != NULL, 0)) {
+        gh__sched *now_on = atomic_load_explicit(&t->sched, memory_order_relaxed);
+        now_on->move_now(now_on, t);
+    }
+}
 
 void gh__sched_init(gh__sched *s, size_t stack_size);
 /* Give MAINLOOP its stack: the first switch to s->main calls loop(arg), which never returns. */
